@@ -1,0 +1,48 @@
+# routellm-gateway: every command a developer or CI runs. `make help` lists them.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
+HOST ?= 127.0.0.1
+PORT ?= 6060
+
+.PHONY: help install install-dev serve classifier test lint bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(DEV_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP) $@
+
+install: $(STAMP)  ## create .venv and install the gateway (idempotent)
+
+install-dev: $(DEV_STAMP)  ## install the gateway with test and lint tools
+
+serve: $(STAMP)  ## run the gateway on $(HOST):$(PORT)
+	$(BIN)/routellm-gateway --host $(HOST) --port $(PORT)
+
+classifier: $(STAMP)  ## run the classifier HTTP service on 127.0.0.1:8800
+	$(BIN)/routellm-classifier
+
+test: $(DEV_STAMP)  ## run the whole test suite
+	$(BIN)/pytest
+
+lint: $(DEV_STAMP)  ## ruff and mypy strict
+	$(BIN)/ruff check gateway classifier tests bench
+	$(BIN)/ruff format --check gateway classifier tests bench
+	$(BIN)/mypy
+
+bench: $(DEV_STAMP)  ## classifier and gateway benchmarks (minutes; prints figures)
+	$(BIN)/python bench/classifier_bench.py
+
+clean:  ## remove the virtual environment and caches
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

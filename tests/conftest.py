@@ -1,0 +1,25 @@
+"""Shared fixtures: tiny generated XLM-RoBERTa checkpoints (no hub access)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from classifier.synthetic import build_checkpoint
+
+
+@pytest.fixture(scope="session")
+def checkpoint_factory(tmp_path_factory: pytest.TempPathFactory) -> Callable[[int | None], Path]:
+    """`checkpoint_factory(label)` -> a tiny checkpoint whose head makes LABEL_<label> win
+    (None: random head). Built once per label per test session."""
+    built: dict[int | None, Path] = {}
+
+    def make(winning_label: int | None = None) -> Path:
+        if winning_label not in built:
+            path = tmp_path_factory.mktemp(f"bert-label{winning_label}")
+            built[winning_label] = build_checkpoint(path, winning_label=winning_label)
+        return built[winning_label]
+
+    return make
