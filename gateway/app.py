@@ -1,0 +1,121 @@
+"""`create_app`: the gateway as a Litestar application.
+
+    app = create_app(settings)                        # production: settings from load_settings
+    app = create_app(settings, classifier=fake, transport=httpx.MockTransport(handler))  # tests
+
+The shared `httpx.AsyncClient` and the classifier open in the lifespan and close there; nothing
+heavy happens at import or in `create_app`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+from litestar import Litestar, Request, Response
+from litestar.exceptions import HTTPException
+
+from classifier.base import Classifier
+from gateway.errors import ClientDisconnected, GatewayError, error_body
+from gateway.routes import HANDLERS
+from gateway.service import Gateway
+from gateway.settings import Settings, from_environment
+
+log = logging.getLogger("routellm.gateway")
+
+ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "invalid_request_error",
+    404: "invalid_request_error",
+    405: "invalid_request_error",
+    413: "invalid_request_error",
+    429: "rate_limit_error",
+}
+
+
+async def open_classifier(settings: Settings) -> Classifier:
+    """The remote client when `ROUTELLM_BERT_URL` is set, else the in-process model (loaded
+    off the event loop)."""
+    cs = settings.classifier
+    if cs.url:
+        from classifier.remote import RemoteClassifier
+
+        return RemoteClassifier(cs.url, token=cs.token, timeout=cs.timeout)
+    from classifier.local import LocalClassifier
+
+    return await asyncio.to_thread(LocalClassifier.load, cs)
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    classifier: Classifier | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> Litestar:
+    """Build the gateway. `classifier` and `transport` replace the real ones (tests, embedding)."""
+    settings = settings or from_environment()
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        timeout = httpx.Timeout(settings.upstream_timeout, connect=settings.connect_timeout)
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=256)
+        client = httpx.AsyncClient(
+            transport=transport or httpx.AsyncHTTPTransport(limits=limits, retries=0),
+            timeout=timeout,
+            follow_redirects=False,
+            trust_env=False,
+        )
+        owned = classifier is None
+        clf = classifier or await open_classifier(settings)
+        app.state.gateway = Gateway(settings, clf, client)
+        try:
+            yield
+        finally:
+            await client.aclose()
+            if owned:
+                await clf.aclose()
+
+    return Litestar(
+        route_handlers=HANDLERS,
+        lifespan=[lifespan],
+        exception_handlers={
+            GatewayError: gateway_error,
+            HTTPException: http_error,
+            ClientDisconnected: client_gone,
+            Exception: internal_error,
+        },
+        request_max_body_size=settings.max_body_bytes,
+        openapi_config=None,
+        logging_config=None,
+    )
+
+
+def gateway_error(_: Request[Any, Any, Any], exc: GatewayError) -> Response[Any]:
+    return Response(exc.body(), status_code=exc.status, headers=exc.headers)
+
+
+def http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    status = exc.status_code
+    message = exc.detail or "HTTP error"
+    if status == 413:
+        message = "The request body is larger than the gateway accepts (ROUTELLM_MAX_BODY_BYTES)"
+    elif status == 404:
+        message = "Unknown route: the gateway serves /v1/chat/completions, /v1/models, /v1/route"
+    code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(status)
+    body = error_body(message, ERROR_TYPES.get(status, "server_error"), code=code)
+    return Response(body, status_code=status, headers=exc.headers or None)
+
+
+def client_gone(_: Request[Any, Any, Any], __: ClientDisconnected) -> Response[Any]:
+    return Response(b"", status_code=499)
+
+
+def internal_error(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    log.error("internal error: %s", type(exc).__name__, exc_info=exc)
+    return Response(
+        error_body("The gateway failed to handle this request", "server_error"), status_code=500
+    )

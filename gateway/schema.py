@@ -1,0 +1,83 @@
+"""Parsing and validating request bodies into typed values; every problem is an
+`InvalidRequest` naming the offending `param`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from gateway.errors import InvalidRequest
+
+ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    """A validated chat completion request. `body` is the client's JSON, untouched."""
+
+    model: str
+    messages: list[dict[str, Any]]
+    stream: bool
+    body: dict[str, Any]
+
+
+def parse_chat_request(raw: bytes, *, max_messages: int) -> ChatRequest:
+    if not raw.strip():
+        raise InvalidRequest("The request body is empty: send a JSON chat completion request")
+    try:
+        body = msgspec.json.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise InvalidRequest(f"The request body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("The request body must be a JSON object")
+    model = body.get("model")
+    if not isinstance(model, str) or not model.strip():
+        raise InvalidRequest("'model' is required and must be a model name string", param="model")
+    messages = body.get("messages")
+    if not isinstance(messages, list):
+        raise InvalidRequest("'messages' is required and must be an array", param="messages")
+    if not messages:
+        raise InvalidRequest("'messages' must contain at least one message", param="messages")
+    if len(messages) > max_messages:
+        raise InvalidRequest(
+            f"'messages' has {len(messages)} messages; at most {max_messages} are accepted",
+            param="messages",
+        )
+    for i, message in enumerate(messages):
+        _check_message(message, f"messages[{i}]")
+    stream = body.get("stream", False)
+    if stream is None:
+        stream = False
+    if not isinstance(stream, bool):
+        raise InvalidRequest("'stream' must be a boolean", param="stream")
+    return ChatRequest(model=model, messages=messages, stream=stream, body=body)
+
+
+def _check_message(message: Any, where: str) -> None:
+    if not isinstance(message, dict):
+        raise InvalidRequest(f"'{where}' must be an object with 'role' and 'content'", param=where)
+    role = message.get("role")
+    if not isinstance(role, str) or role not in ROLES:
+        raise InvalidRequest(
+            f"'{where}.role' must be one of {', '.join(sorted(ROLES))}", param=f"{where}.role"
+        )
+    content = message.get("content")
+    if content is None or isinstance(content, str):
+        return
+    if not isinstance(content, list):
+        raise InvalidRequest(
+            f"'{where}.content' must be a string, an array of content parts, or null",
+            param=f"{where}.content",
+        )
+    for j, part in enumerate(content):
+        if not isinstance(part, dict) or not isinstance(part.get("type"), str):
+            raise InvalidRequest(
+                f"'{where}.content[{j}]' must be an object with a 'type'",
+                param=f"{where}.content[{j}]",
+            )
+        if part["type"] == "text" and not isinstance(part.get("text"), str):
+            raise InvalidRequest(
+                f"'{where}.content[{j}].text' must be a string", param=f"{where}.content[{j}].text"
+            )

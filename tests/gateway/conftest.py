@@ -1,0 +1,89 @@
+"""Gateway fixtures: a fake upstream on loopback, the tiny real classifier, and gateways built
+from real settings (a YAML file plus ROUTELLM_* variables)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from classifier.local import LocalClassifier
+from classifier.settings import ClassifierSettings
+from gateway.app import create_app
+from gateway.settings import Settings, load_settings
+from tests.gateway.fake_upstream import FakeUpstream
+from tests.servers import serve
+
+BEHAVIOURS = [
+    "crlf", "split", "status-500", "status-429", "status-400", "status-401", "html-502", "hang",
+    "slow-first", "cut", "stall", "no-done",
+]
+
+
+@pytest.fixture(scope="session")
+def upstream() -> Iterator[tuple[FakeUpstream, str]]:
+    fake = FakeUpstream()
+    with serve(fake) as url:
+        yield fake, url
+
+
+@pytest.fixture(scope="session")
+def classifiers(checkpoint_factory: Callable[[int | None], Path]) -> Iterator[dict[int, LocalClassifier]]:
+    """Real in-process classifiers on tiny checkpoints: LABEL_<n> wins for every text."""
+    loaded = {
+        label: LocalClassifier.load(
+            ClassifierSettings(model=str(checkpoint_factory(label)), cache_size=0)
+        )
+        for label in (0, 1, 2)
+    }
+    yield loaded
+    for clf in loaded.values():
+        asyncio.run(clf.aclose())
+
+
+@pytest.fixture
+def config_file(tmp_path: Path, upstream: tuple[FakeUpstream, str]) -> Path:
+    _, url = upstream
+    models: dict[str, Any] = {
+        "strong": {"upstream": "fake", "model": "ok:strong"},
+        "weak": {"upstream": "fake", "model": "ok:weak"},
+        "middle": {"upstream": "fake", "model": "ok:middle"},
+        "GPT3.5 Turbo": {"upstream": "fake", "model": "ok:gpt-3.5-turbo"},
+    }
+    models.update({b: {"upstream": "fake", "model": b} for b in BEHAVIOURS})
+    doc = {
+        "upstreams": {"fake": {"base_url": f"{url}/v1", "api_key": "${FAKE_UPSTREAM_KEY}"}},
+        "models": models,
+        "routing": {"strong": "strong", "weak": "weak", "fallback": "weak", "threshold": 0.5},
+    }
+    path = tmp_path / "gateway.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+@pytest.fixture
+def make_settings(config_file: Path) -> Callable[..., Settings]:
+    def make(**env: str) -> Settings:
+        return load_settings({"FAKE_UPSTREAM_KEY": "upstream-secret", **env}, str(config_file))
+
+    return make
+
+
+@pytest.fixture
+def gateway(
+    make_settings: Callable[..., Settings], classifiers: dict[int, LocalClassifier]
+) -> Callable[..., AbstractContextManager[str]]:
+    """`with gateway(label=2, ROUTELLM_THRESHOLD="0.9") as url:` serves a gateway under uvicorn."""
+
+    @contextmanager
+    def run(label: int = 2, **env: str) -> Iterator[str]:
+        app = create_app(make_settings(**env), classifier=classifiers[label])
+        with serve(app) as url:
+            yield url
+
+    return run

@@ -1,0 +1,33 @@
+"""Run ASGI apps under a real uvicorn server on 127.0.0.1, in a background thread."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import uvicorn
+
+
+@contextmanager
+def serve(app: Any, *, lifespan: str = "on") -> Iterator[str]:
+    """Serve `app` on a free loopback port; yields its base URL ('http://127.0.0.1:PORT')."""
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=0, lifespan=lifespan, log_level="warning", access_log=False
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("test server did not start")
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
