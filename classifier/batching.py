@@ -1,0 +1,278 @@
+"""The async front of an in-process classifier: a micro-batcher on a dedicated worker thread.
+
+Callers `await batcher.submit(texts)` from any event loop. Each text that the LRU cache cannot
+answer is queued with an asyncio future; one worker thread (never the event loop) drains the
+queue for at most `max_wait_ms` or until `batch_size` distinct texts, sorts them by length into
+groups so padding stays small, runs one blocking `predict` per group and resolves each future
+with `loop.call_soon_threadsafe`. Identical texts waiting together share one computation, and a
+text answered while it waited in the queue is taken from the cache instead of recomputed.
+
+The event loop only ever touches the queue and the cache, each behind a lock held for a few
+dictionary operations, so it never waits on torch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import queue
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from classifier.base import ClassifierError, ClassifierUnavailable, Scores
+
+logger = logging.getLogger(__name__)
+
+Predict = Callable[[list[str]], list[Scores]]
+
+# A group is split when its next text is this many times longer (in characters) than its first
+# one: characters are a cheap stand-in for tokens, and padding to 2x wastes at most half a pass.
+_GROUP_RATIO = 2.0
+# ... but short texts are never split for this: one extra pass costs more than padding a few.
+_GROUP_SLACK_CHARS = 64
+_JOIN_TIMEOUT_S = 30.0
+
+
+@dataclass(slots=True)
+class BatcherStats:
+    """Counters for tests and `/metrics`. Written by the worker thread; read them as a snapshot."""
+
+    forward_passes: int = 0
+    """Calls to `predict` (one per length group)."""
+    batch_sizes: list[int] = field(default_factory=list)
+    """Texts in each forward pass, in order (the last 10,000 passes)."""
+    cache_hits: int = 0
+    """Texts answered from the cache, at submit time or after waiting in the queue."""
+    cache_misses: int = 0
+    """Texts the cache could not answer when submitted."""
+    deduplicated: int = 0
+    """Texts that shared a computation with an identical text in the same batch."""
+    errors: int = 0
+    """Forward passes that raised."""
+
+
+@dataclass(slots=True)
+class _Item:
+    text: str
+    future: asyncio.Future[Scores]
+    loop: asyncio.AbstractEventLoop
+
+
+class MicroBatcher:
+    """Batch, deduplicate and cache calls to a blocking `predict(texts) -> list[Scores]`.
+
+    `predict` must return one `Scores` per text, in order; any exception it raises reaches every
+    caller of that group as a `ClassifierError`. Close with `await batcher.aclose()`.
+    """
+
+    def __init__(
+        self,
+        predict: Predict,
+        *,
+        batch_size: int = 16,
+        max_wait_ms: float = 2.0,
+        cache_size: int = 4096,
+        name: str = "classifier-batcher",
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        self._predict = predict
+        self._batch_size = batch_size
+        self._max_wait_s = max(max_wait_ms, 0.0) / 1000.0
+        self._cache_size = max(cache_size, 0)
+        self._cache: OrderedDict[str, Scores] = OrderedDict()
+        self._lock = threading.Lock()
+        self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
+        self._closed = False
+        self.stats = BatcherStats()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def submit(self, texts: Sequence[str]) -> list[Scores]:
+        """Scores for each text, in order. Raises `ClassifierError` when `predict` fails."""
+        if self._closed:
+            raise ClassifierUnavailable("the classifier is shut down")
+        loop = asyncio.get_running_loop()
+        results: list[Scores | None] = [None] * len(texts)
+        waiting: list[tuple[int, asyncio.Future[Scores]]] = []
+        with self._lock:
+            for i, text in enumerate(texts):
+                hit = self._cache_get(text)
+                if hit is not None:
+                    self.stats.cache_hits += 1
+                    results[i] = hit
+                else:
+                    self.stats.cache_misses += 1
+                    waiting.append((i, loop.create_future()))
+        for i, fut in waiting:
+            self._queue.put(_Item(texts[i], fut, loop))
+        if waiting:
+            # gather cancels the futures if this caller is cancelled; the worker skips them.
+            done = await asyncio.gather(*(fut for _, fut in waiting))
+            for (i, _), scores in zip(waiting, done, strict=True):
+                results[i] = scores
+        return [r for r in results if r is not None]
+
+    async def aclose(self) -> None:
+        """Stop the worker thread after the batch in progress; queued callers get an error."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(None)
+        # Joining can wait for a forward pass: do it off the event loop.
+        await asyncio.to_thread(self._thread.join, _JOIN_TIMEOUT_S)
+
+    # --- cache (call with self._lock held) ---
+
+    def _cache_get(self, text: str) -> Scores | None:
+        scores = self._cache.get(text)
+        if scores is not None:
+            self._cache.move_to_end(text)
+        return scores
+
+    def _cache_put(self, text: str, scores: Scores) -> None:
+        if self._cache_size == 0:
+            return
+        self._cache[text] = scores
+        self._cache.move_to_end(text)
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+
+    # --- worker thread ---
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            if first is None:
+                break
+            batch = [first]
+            distinct = {first.text}
+            deadline = time.monotonic() + self._max_wait_s
+            while len(distinct) < self._batch_size:
+                remaining = deadline - time.monotonic()
+                try:
+                    item = (
+                        self._queue.get(timeout=remaining)
+                        if remaining > 0
+                        else self._queue.get_nowait()
+                    )
+                except queue.Empty:
+                    break
+                if item is None:
+                    stopping = True
+                    break
+                batch.append(item)
+                distinct.add(item.text)
+            try:
+                self._process(batch)
+            except Exception:  # never let a bug kill the worker: every caller would hang
+                logger.exception("classifier batch failed")
+                _fail(batch, ClassifierError("internal classifier error"))
+        self._drain()
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if item is not None:
+                _fail([item], ClassifierUnavailable("the classifier is shut down"))
+
+    def _process(self, batch: list[_Item]) -> None:
+        waiters: dict[str, list[_Item]] = {}
+        for item in batch:
+            # Reading done() from this thread is a benign race: at worst a cancelled caller's
+            # text is still computed once.
+            if not item.future.done():
+                waiters.setdefault(item.text, []).append(item)
+        todo: list[str] = []
+        with self._lock:
+            for text, items in waiters.items():
+                hit = self._cache_get(text)
+                if hit is None:
+                    todo.append(text)
+                else:
+                    self.stats.cache_hits += len(items)
+                    _resolve(items, hit)
+            self.stats.deduplicated += sum(len(waiters[t]) - 1 for t in todo)
+        for group in _groups(todo):
+            self._run_group(group, waiters)
+
+    def _run_group(self, group: list[str], waiters: dict[str, list[_Item]]) -> None:
+        try:
+            scores = self._predict(group)
+            if len(scores) != len(group):
+                raise ClassifierError(f"predict returned {len(scores)} results for {len(group)}")
+        except Exception as exc:
+            error = exc
+            if not isinstance(exc, ClassifierError):
+                error = ClassifierError(f"classifier failed: {type(exc).__name__}: {exc}")
+                error.__cause__ = exc
+            with self._lock:
+                self.stats.forward_passes += 1
+                self.stats.errors += 1
+                self._record(len(group))
+            for text in group:
+                _fail(waiters[text], error)
+            return
+        with self._lock:
+            self.stats.forward_passes += 1
+            self._record(len(group))
+            for text, result in zip(group, scores, strict=True):
+                self._cache_put(text, result)
+        for text, result in zip(group, scores, strict=True):
+            _resolve(waiters[text], result)
+
+    def _record(self, size: int) -> None:
+        sizes = self.stats.batch_sizes
+        sizes.append(size)
+        if len(sizes) > 10_000:
+            del sizes[:5_000]
+
+
+def _groups(texts: list[str]) -> list[list[str]]:
+    """Split texts into runs of similar length so each forward pass pads little."""
+    groups: list[list[str]] = []
+    for text in sorted(texts, key=len):
+        if groups:
+            head = len(groups[-1][0])
+            if len(text) <= max(head * _GROUP_RATIO, head + _GROUP_SLACK_CHARS):
+                groups[-1].append(text)
+                continue
+        groups.append([text])
+    return groups
+
+
+def _resolve(items: list[_Item], scores: Scores) -> None:
+    for item in items:
+        _settle(item, scores)
+
+
+def _fail(items: list[_Item], error: BaseException) -> None:
+    for item in items:
+        _settle(item, error)
+
+
+def _settle(item: _Item, outcome: Scores | BaseException) -> None:
+    # The caller's loop may be closed already: then nobody is waiting any more.
+    with contextlib.suppress(RuntimeError):
+        item.loop.call_soon_threadsafe(_set, item.future, outcome)
+
+
+def _set(future: asyncio.Future[Scores], outcome: Scores | BaseException) -> None:
+    if future.done():  # the caller was cancelled meanwhile
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)

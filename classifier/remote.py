@@ -1,0 +1,150 @@
+"""A `Classifier` over HTTP: this project's service, Hugging Face Inference, TEI or vLLM.
+
+    classifier = RemoteClassifier("http://127.0.0.1:8800/predict", token=..., timeout=2.0)
+    scores = await classifier.classify(["hello"])
+    await classifier.aclose()
+
+A URL whose path ends in `/classify` gets vLLM requests (`{"input": [...]}`, one request for all
+texts). Any other URL gets `{"inputs": "text"}`, one request per text sent concurrently: that
+shape means the same thing to all the other servers, whereas a list means a batch to some and a
+text *pair* to text-embeddings-inference. Every failure becomes a `ClassifierError`, here only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+from typing import NoReturn
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+from classifier.base import ClassifierError, Scores
+from classifier.formats import classify_request, parse_response
+
+_SNIPPET_CHARS = 200
+
+
+class RemoteClassifier:
+    """Classify texts with a remote service over one pooled `httpx.AsyncClient`.
+
+    `transport` is the test seam (`httpx.MockTransport`); production uses httpx's pooled one.
+    `timeout` bounds each `classify` call as a whole, not only each network read.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: str | None = None,
+        timeout: float = 2.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._url = url
+        self._public_url = redact_url(url)
+        self._token = token
+        self._timeout = timeout
+        self._vllm = urlsplit(url).path.rstrip("/").endswith("/classify")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._client = httpx.AsyncClient(
+            transport=transport,
+            timeout=httpx.Timeout(timeout),
+            follow_redirects=False,
+            headers=headers,
+        )
+        self.last_error: str | None = None
+
+    @property
+    def name(self) -> str:
+        """The URL without credentials or query."""
+        return self._public_url
+
+    async def classify(self, texts: Sequence[str]) -> list[Scores]:
+        """One `Scores` per text, in order. Raises `ClassifierError` on any failure."""
+        if not texts:
+            return []
+        try:
+            async with asyncio.timeout(self._timeout):
+                if self._vllm:
+                    results = await self._post(classify_request(texts), expect=len(texts))
+                else:
+                    results = await self._each(texts)
+        except TimeoutError:
+            self._failed(f"remote classifier {self.name} timed out after {self._timeout:g} s")
+        self.last_error = None
+        return results
+
+    async def _each(self, texts: Sequence[str]) -> list[Scores]:
+        tasks = [asyncio.ensure_future(self._post({"inputs": t}, expect=1)) for t in texts]
+        try:
+            done = await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:  # one failed: stop the others instead of leaving them running
+                task.cancel()
+        return [scores[0] for scores in done]
+
+    async def _post(self, body: object, *, expect: int) -> list[Scores]:
+        try:
+            response = await self._client.post(self._url, json=body)
+        except httpx.TimeoutException:
+            self._failed(f"remote classifier {self.name} timed out after {self._timeout:g} s")
+        except httpx.HTTPError as exc:
+            self._failed(
+                f"remote classifier {self.name} unreachable: {type(exc).__name__} "
+                f"{self._clean(str(exc))}".rstrip()
+            )
+        if not response.is_success:
+            self._failed(
+                f"remote classifier {self.name} answered {response.status_code}: "
+                f"{self._clean(response.text)}"
+            )
+        try:
+            payload = response.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            self._failed(
+                f"remote classifier {self.name} answered {response.status_code} with a body "
+                f"that is not JSON: {self._clean(response.text)}"
+            )
+        try:
+            scores = parse_response(payload)
+        except ClassifierError as exc:
+            self._failed(f"remote classifier {self.name}: {self._clean(str(exc))}")
+        if len(scores) != expect:
+            self._failed(
+                f"remote classifier {self.name} returned {len(scores)} results for {expect} texts"
+            )
+        return scores
+
+    def _failed(self, message: str) -> NoReturn:
+        self.last_error = message
+        raise ClassifierError(message)
+
+    def _clean(self, text: str) -> str:
+        """A short one-line snippet that never contains the token (some servers echo it)."""
+        text = " ".join(text.split())
+        if self._token:
+            text = text.replace(self._token, "***")
+        return text if len(text) <= _SNIPPET_CHARS else text[: _SNIPPET_CHARS - 3] + "..."
+
+    async def health(self) -> dict[str, object]:
+        """The URL (no credentials) and the last error, if the last call failed."""
+        return {
+            "status": "error" if self.last_error else "ok",
+            "url": self.name,
+            "last_error": self.last_error,
+        }
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._client.aclose()
+
+
+def redact_url(url: str) -> str:
+    """`url` without user:password and query string, for logs and `/health`."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))

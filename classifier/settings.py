@@ -1,0 +1,141 @@
+"""Classifier settings, parsed and validated once from the environment.
+
+`ClassifierSettings.from_env(os.environ)` is the only way settings are read; nothing else in
+`classifier/` looks at `os.environ`. An invalid value raises `SettingsError` whose message is one
+line naming the variable and the fix, so the CLI can print it and exit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import urlsplit
+
+Dtype = Literal["float32", "bfloat16", "int8"]
+Device = Literal["auto", "cpu", "cuda"]
+
+DEFAULT_MODEL = "routellm/bert_gpt4_augmented"
+_DTYPES: tuple[Dtype, ...] = ("float32", "bfloat16", "int8")
+_DEVICES: tuple[Device, ...] = ("auto", "cpu", "cuda")
+_Getter = Callable[[str], "str | None"]
+
+
+class SettingsError(ValueError):
+    """A setting is invalid. The message is one line: the variable, its value and the fix."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClassifierSettings:
+    """Everything the in-process classifier, the remote client and the service need."""
+
+    model: str = DEFAULT_MODEL
+    """`ROUTELLM_BERT_MODEL`: hub id or local directory of the sequence classifier."""
+    token: str | None = None
+    """`HF_AUTH_TOKEN` (else `HF_TOKEN`): hub download token, also sent as Bearer to `url`."""
+    dtype: Dtype = "float32"
+    """`ROUTELLM_BERT_DTYPE`: float32 (RouteLLM's exact scores), bfloat16 or int8 (CPU only)."""
+    device: Device = "auto"
+    """`ROUTELLM_BERT_DEVICE`: auto (cuda when available, else cpu), cpu or cuda."""
+    threads: int | None = None
+    """`ROUTELLM_BERT_THREADS`: torch intra-op threads; None keeps torch's default."""
+    max_length: int = 512
+    """`ROUTELLM_BERT_MAX_LENGTH`: tokens kept per text (longer texts are truncated); capped
+    by the tokenizer's own maximum."""
+    batch_size: int = 16
+    """`ROUTELLM_BERT_BATCH_SIZE`: most texts in one forward pass."""
+    max_wait_ms: float = 2.0
+    """`ROUTELLM_BERT_MAX_WAIT_MS`: how long the batcher waits for more texts to join a batch."""
+    cache_size: int = 4096
+    """`ROUTELLM_BERT_CACHE_SIZE`: LRU entries of text -> scores; 0 disables the cache."""
+    api_key: str | None = None
+    """`ROUTELLM_CLASSIFIER_API_KEY`: when set, the service requires `Authorization: Bearer`."""
+    max_inputs: int = 64
+    """`ROUTELLM_CLASSIFIER_MAX_INPUTS`: most texts the service accepts in one request."""
+    max_body_bytes: int = 1024 * 1024
+    """`ROUTELLM_CLASSIFIER_MAX_BODY_BYTES`: largest request body the service reads (413 above)."""
+    url: str | None = None
+    """`ROUTELLM_BERT_URL`: remote classifier endpoint; when set no model is loaded in-process."""
+    timeout: float = 2.0
+    """`ROUTELLM_BERT_TIMEOUT`: seconds to wait for the remote classifier, per call."""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> ClassifierSettings:
+        """Parse settings from `env` (the CLI passes `os.environ`). Empty values count as unset."""
+
+        def get(name: str) -> str | None:
+            value = env.get(name, "").strip()
+            return value or None
+
+        dtype = get("ROUTELLM_BERT_DTYPE") or "float32"
+        if dtype not in _DTYPES:
+            raise SettingsError(
+                f"ROUTELLM_BERT_DTYPE={dtype!r} is not supported: use float32, bfloat16 or int8"
+            )
+        device = get("ROUTELLM_BERT_DEVICE") or "auto"
+        if device not in _DEVICES:
+            raise SettingsError(
+                f"ROUTELLM_BERT_DEVICE={device!r} is not supported: use auto, cpu or cuda"
+            )
+        if dtype == "int8" and device == "cuda":
+            raise SettingsError(
+                "ROUTELLM_BERT_DTYPE='int8' runs on CPU only: "
+                "set ROUTELLM_BERT_DEVICE=cpu or use ROUTELLM_BERT_DTYPE=bfloat16"
+            )
+        url = get("ROUTELLM_BERT_URL")
+        if url is not None:
+            _check_url(url)
+        return cls(
+            model=get("ROUTELLM_BERT_MODEL") or DEFAULT_MODEL,
+            token=get("HF_AUTH_TOKEN") or get("HF_TOKEN"),
+            dtype=dtype,  # type: ignore[arg-type]  # checked against _DTYPES above
+            device=device,  # type: ignore[arg-type]
+            threads=_int(get, "ROUTELLM_BERT_THREADS", 0, minimum=1) or None,
+            max_length=_int(get, "ROUTELLM_BERT_MAX_LENGTH", 512, minimum=8),
+            batch_size=_int(get, "ROUTELLM_BERT_BATCH_SIZE", 16, minimum=1),
+            max_wait_ms=_float(get, "ROUTELLM_BERT_MAX_WAIT_MS", 2.0, minimum=0.0),
+            cache_size=_int(get, "ROUTELLM_BERT_CACHE_SIZE", 4096, minimum=0),
+            api_key=get("ROUTELLM_CLASSIFIER_API_KEY"),
+            max_inputs=_int(get, "ROUTELLM_CLASSIFIER_MAX_INPUTS", 64, minimum=1),
+            max_body_bytes=_int(
+                get, "ROUTELLM_CLASSIFIER_MAX_BODY_BYTES", 1024 * 1024, minimum=1024
+            ),
+            url=url,
+            timeout=_float(get, "ROUTELLM_BERT_TIMEOUT", 2.0, minimum=0.001),
+        )
+
+
+def _check_url(url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SettingsError(
+            f"ROUTELLM_BERT_URL={url!r} is not an http(s) URL: "
+            "use e.g. http://127.0.0.1:8800/predict"
+        )
+
+
+def _int(get: _Getter, name: str, default: int, *, minimum: int) -> int:
+    raw = get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = minimum - 1
+    if value < minimum:
+        raise SettingsError(f"{name}={raw!r} is not valid: use a whole number >= {minimum}")
+    return value
+
+
+def _float(get: _Getter, name: str, default: float, *, minimum: float) -> float:
+    raw = get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    # `not (value >= minimum)` also rejects NaN and inf-like garbage parsed as nan.
+    if not (value >= minimum) or value == float("inf"):
+        raise SettingsError(f"{name}={raw!r} is not valid: use a number >= {minimum:g}")
+    return value

@@ -1,0 +1,94 @@
+"""Fixtures for the classifier tests: a fake classifier and real loopback servers."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+
+from classifier.base import ClassifierError, Scores
+from classifier.settings import ClassifierSettings
+
+LABELS = ("LABEL_0", "LABEL_1", "LABEL_2")
+
+
+def fake_scores(text: str) -> Scores:
+    """Deterministic, text-dependent probabilities (sum to 1) for fakes and fake servers."""
+    a = (len(text) % 7 + 1) / 10
+    b = (len(text) % 3 + 1) / 10
+    return Scores(LABELS, (a, b, round(1.0 - a - b, 10)))
+
+
+class FakeClassifier:
+    """A `Classifier` that answers `fake_scores`, records calls and can be told to fail."""
+
+    name = "fake-model"
+
+    def __init__(self) -> None:
+        self.history: list[list[str]] = []
+        self.errors: list[ClassifierError] = []
+        self.closed = False
+
+    def enqueue_error(self, error: ClassifierError) -> None:
+        self.errors.append(error)
+
+    async def classify(self, texts: Sequence[str]) -> list[Scores]:
+        self.history.append(list(texts))
+        if self.errors:
+            raise self.errors.pop(0)
+        return [fake_scores(t) for t in texts]
+
+    async def health(self) -> dict[str, object]:
+        return {"status": "ok", "model": self.name}
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+@pytest.fixture
+def fake() -> FakeClassifier:
+    return FakeClassifier()
+
+
+@pytest.fixture
+def checkpoint(checkpoint_factory: Callable[[int | None], Path]) -> Path:
+    """A tiny checkpoint where LABEL_2 always wins."""
+    return checkpoint_factory(2)
+
+
+@pytest.fixture
+def settings(checkpoint: Path) -> ClassifierSettings:
+    return ClassifierSettings(model=str(checkpoint), max_inputs=8, max_body_bytes=4096)
+
+
+@contextmanager
+def loopback(app: Any) -> Iterator[str]:
+    """Serve an ASGI app with uvicorn on 127.0.0.1 (a free port) in a thread; yield its URL."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        app, lifespan="auto", log_level="warning", access_log=False, ws="none", http="h11"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("loopback server did not start")
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
