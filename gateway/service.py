@@ -76,6 +76,7 @@ class Gateway:
         except GatewayError as exc:
             if decision is not None:
                 self.metrics.upstream_errors[(decision.model, str(exc.code))] += 1
+                exc.headers = {**decision.headers(), **exc.headers}
             self._done(chat, decision, exc.status, {}, started)
             raise
         finally:

@@ -124,7 +124,12 @@ class Proxy:
             fallback = self.settings.fallback
             if not (exc.retryable and decision.routed and fallback and fallback != decision.model):
                 raise
-        return await self._attempt(decision.fall_back(fallback), body, stream)
+        moved = decision.fall_back(fallback)
+        try:
+            return await self._attempt(moved, body, stream)
+        except UpstreamError as exc:
+            exc.headers = {**moved.headers(), **exc.headers}
+            raise
 
     async def _attempt(self, decision: Decision, body: Mapping[str, Any], stream: bool) -> Opened:
         target: ModelTarget = self.settings.models[decision.model]
@@ -175,6 +180,12 @@ class Proxy:
                 response = await self.client.send(request, stream=True)
                 if response.status_code >= 400:
                     raise await _status_error(response)
+                if response.status_code >= 300:
+                    # Redirects are never followed: they could carry the upstream key elsewhere.
+                    raise UpstreamError(
+                        f"upstream {upstream.name!r} answered a redirect "
+                        f"(HTTP {response.status_code}), which the gateway does not follow"
+                    )
                 sse = response.headers.get("content-type", "").startswith("text/event-stream")
                 opened = Opened(decision, response, passthrough_headers(response.headers), sse)
                 if not sse:

@@ -20,8 +20,8 @@ from tests.gateway.fake_upstream import FakeUpstream
 from tests.servers import serve
 
 BEHAVIOURS = [
-    "crlf", "split", "status-500", "status-429", "status-400", "status-401", "html-502", "hang",
-    "slow-first", "cut", "stall", "no-done",
+    "crlf", "split", "status-500", "status-503", "status-429", "status-400", "status-401", "html-502", "hang",
+    "slow-first", "cut", "stall", "no-done", "redirect",
 ]
 
 

@@ -9,13 +9,16 @@ entry, up to a first ':'), so one server plays every part; answers name the whol
     split         the same stream cut into 1-3 byte writes (events and CRLFs split across reads)
     status-<N>    answers HTTP N with an OpenAI error body (429 adds Retry-After: 7)
     html-502      answers 502 with an HTML page
+    redirect      answers 302 to another host
     hang          accepts the request, never sends a byte
     slow-first    sends its first byte after 1.5 s, then answers normally
     cut           sends two chunks, then closes the connection mid-stream
     stall         sends two chunks, then never another byte
     no-done       a complete stream without the final [DONE]
 
-It records every request (`history`) and counts streams opened and closed (`open_streams`).
+It records every request (`history`), counts requests opened and finished (`open_streams`,
+`closed_streams`), and `cancelled`: requests whose connection the gateway closed before the
+answer was complete (what a client disconnect must cause).
 """
 
 from __future__ import annotations
@@ -62,12 +65,17 @@ class FakeUpstream:
         model = str(body.get("model", "ok"))
         behaviour = model.split(":")[0]
         self.open_streams += 1
+        answer = asyncio.ensure_future(self._answer(behaviour, model, body, send))
+        watcher = asyncio.ensure_future(_disconnect(receive))
         try:
-            await self._answer(behaviour, model, body, send)
-        except asyncio.CancelledError:
-            self.cancelled += 1
-            raise
+            await asyncio.wait({answer, watcher}, return_when=asyncio.FIRST_COMPLETED)
+            if not answer.done():
+                # The gateway closed the connection: what its cancellation must cause.
+                self.cancelled += 1
+                answer.cancel()
+            await asyncio.gather(answer, return_exceptions=True)
         finally:
+            watcher.cancel()
             self.closed_streams += 1
 
     async def _answer(self, behaviour: str, model: str, body: dict[str, Any], send: Any) -> None:
@@ -76,6 +84,9 @@ class FakeUpstream:
             extra = [(b"retry-after", b"7")] if status == 429 else []
             error = {"message": f"fake upstream says {status}", "type": "fake_error", "param": None, "code": "fake"}
             await _respond(send, status, json.dumps({"error": error}).encode(), extra)
+            return
+        if behaviour == "redirect":
+            await _respond(send, 302, b"", [(b"location", b"http://127.0.0.1:9/v1/chat/completions")])
             return
         if behaviour == "html-502":
             await _respond(send, 502, b"<html>Bad gateway</html>", [], "text/html")
@@ -169,3 +180,8 @@ async def _respond(
 
 async def _body(send: Any, data: bytes) -> None:
     await send({"type": "http.response.body", "body": data, "more_body": True})
+
+
+async def _disconnect(receive: Any) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
