@@ -1,0 +1,74 @@
+"""The SSE parser and re-framer: any re-chunking and any mix of line ends give the same events."""
+
+from __future__ import annotations
+
+import json
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateway.sse import ChunkRepair, SSEParser
+
+payloads = st.lists(
+    st.dictionaries(st.sampled_from(["a", "b", "content"]), st.text(max_size=20), max_size=3).map(json.dumps),
+    min_size=1,
+    max_size=8,
+)
+
+
+def parse_all(chunks: list[bytes]) -> list[str]:
+    parser = SSEParser()
+    events: list[str] = []
+    for chunk in chunks:
+        events += parser.feed(chunk)
+    return events + parser.close()
+
+
+@settings(max_examples=300, deadline=None)
+@given(payloads, st.data())
+def test_any_rechunking_and_line_ends_give_the_same_events(events: list[str], data: st.DataObject) -> None:
+    wire = b""
+
+    def line(text: bytes) -> None:
+        nonlocal wire
+        # After a bare CR, an LF would merge with it into one CRLF: the spec reads it so too.
+        ends = [b"\r\n", b"\r"] if wire.endswith(b"\r") and not text else [b"\n", b"\r\n", b"\r"]
+        wire += text + data.draw(st.sampled_from(ends))
+
+    for event in events:
+        noise = data.draw(st.sampled_from([b"", b": keep-alive", b"event: message", b"id: 7", b"retry: 10"]))
+        if noise:
+            line(noise)
+        line(b"data: " + event.encode())
+        line(b"")  # the blank line that ends the event
+    line(b"data: [DONE]")
+    line(b"")
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(wire)), max_size=30)))
+    chunks = [wire[a:b] for a, b in zip([0, *cuts], [*cuts, len(wire)], strict=True)]
+    assert parse_all(chunks) == [*events, "[DONE]"]
+
+
+def test_multi_line_data_and_field_rules() -> None:
+    wire = b'data:{"a":\ndata: 1}\n\ndata\n\ndatax: ignored\n\ndata: tail-without-blank-line'
+    assert parse_all([wire]) == ['{"a":\n1}', "", "tail-without-blank-line"]
+
+
+def test_crlf_split_between_reads_is_one_line_end() -> None:
+    assert parse_all([b"data: 1\r", b"\n\r", b"\ndata: 2\r\n\r\n"]) == ["1", "2"]
+
+
+def test_repair_adds_finish_reason_and_splits_final_content() -> None:
+    repair = ChunkRepair()
+    first = repair.frames({"choices": [{"index": 0, "delta": {"content": "Hi"}}]})
+    assert [json.loads(f[6:]) for f in first] == [
+        {"choices": [{"index": 0, "delta": {"content": "Hi"}, "finish_reason": None}]}
+    ]
+    last = repair.frames(
+        {"id": "x", "choices": [{"index": 0, "delta": {"content": "!"}, "finish_reason": "stop"}], "usage": {"t": 1}}
+    )
+    assert [json.loads(f[6:]) for f in last] == [
+        {"id": "x", "choices": [{"index": 0, "delta": {"content": "!"}, "finish_reason": None}], "usage": {"t": 1}},
+        {"id": "x", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+    ]
+    assert repair.finished
+    assert all(f.endswith(b"\n\n") and f.count(b"\n") == 2 for f in first + last)
