@@ -13,10 +13,11 @@ text *pair* to text-embeddings-inference. Every failure becomes a `ClassifierErr
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from collections.abc import Sequence
 from typing import NoReturn
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import httpx
 
@@ -41,17 +42,23 @@ class RemoteClassifier:
         timeout: float = 2.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self._url = url
+        parts = urlsplit(url)
+        # Credentials in the URL become explicit Basic auth (unless a token is set: Bearer wins)
+        # and leave the URL itself, so httpx's request log never shows them.
+        user, password = unquote(parts.username or ""), unquote(parts.password or "")
+        auth = httpx.BasicAuth(user, password) if (user or password) and not token else None
+        self._url = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
         self._public_url = redact_url(url)
-        self._token = token
+        self._secrets = [s for s in (token, password, _basic(user, password)) if s]
         self._timeout = timeout
-        self._vllm = urlsplit(url).path.rstrip("/").endswith("/classify")
+        self._vllm = parts.path.rstrip("/").endswith("/classify")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._client = httpx.AsyncClient(
             transport=transport,
             timeout=httpx.Timeout(timeout),
             follow_redirects=False,
             headers=headers,
+            auth=auth,
         )
         self.last_error: str | None = None
 
@@ -121,10 +128,11 @@ class RemoteClassifier:
         raise ClassifierError(message)
 
     def _clean(self, text: str) -> str:
-        """A short one-line snippet that never contains the token (some servers echo it)."""
+        """A short one-line snippet without the token or URL credentials (some servers echo
+        them)."""
         text = " ".join(text.split())
-        if self._token:
-            text = text.replace(self._token, "***")
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
         return text if len(text) <= _SNIPPET_CHARS else text[: _SNIPPET_CHARS - 3] + "..."
 
     async def health(self) -> dict[str, object]:
@@ -148,3 +156,9 @@ def redact_url(url: str) -> str:
         host = f"[{host}]"
     netloc = f"{host}:{parts.port}" if parts.port else host
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def _basic(user: str, password: str) -> str:
+    if not (user or password):
+        return ""
+    return base64.b64encode(f"{user}:{password}".encode()).decode()

@@ -1,0 +1,196 @@
+"""MicroBatcher: shared forward passes, per-caller results, cache, cancellation, errors."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from classifier.base import ClassifierError, ClassifierUnavailable, Scores
+from classifier.batching import MicroBatcher, _groups
+from classifier.local import LocalClassifier
+from classifier.settings import ClassifierSettings
+from classifier.synthetic import corpus
+from tests.classifier.conftest import fake_scores
+
+
+@pytest.fixture
+async def random_head(
+    checkpoint_factory: Callable[[int | None], Path],
+) -> AsyncIterator[LocalClassifier]:
+    """A random-head checkpoint (scores differ per text) with a generous batching window."""
+    settings = ClassifierSettings(
+        model=str(checkpoint_factory(None)), max_wait_ms=50, batch_size=16, cache_size=64
+    )
+    classifier = LocalClassifier.load(settings)
+    yield classifier
+    await classifier.aclose()
+
+
+async def test_concurrent_callers_share_forward_passes(random_head: LocalClassifier) -> None:
+    texts = [t for t in corpus(200, seed=7) if 60 <= len(t) <= 110][:12]
+    assert len(texts) == 12
+    expected = [random_head.predict([t])[0] for t in texts]
+    stats = random_head.batcher.stats
+    passes_before = stats.forward_passes
+
+    results = await asyncio.gather(*(random_head.classify([t]) for t in texts))
+
+    passes = stats.forward_passes - passes_before
+    assert passes < len(texts)
+    assert max(stats.batch_sizes) > 1
+    for [got], want in zip(results, expected, strict=True):
+        assert got.labels == want.labels
+        assert got.probs == pytest.approx(want.probs, abs=1e-4)
+    # the scores really differ per text, so a mix-up between callers would show
+    assert len({round(r[0].probs[0], 6) for r in results}) > 1
+
+
+async def test_cache_hits_are_identical_and_skip_the_model(random_head: LocalClassifier) -> None:
+    [first] = await random_head.classify(["the cache test sentence"])
+    stats = random_head.batcher.stats
+    passes, hits = stats.forward_passes, stats.cache_hits
+    [again] = await random_head.classify(["the cache test sentence"])
+    assert again == first
+    assert stats.forward_passes == passes
+    assert stats.cache_hits == hits + 1
+
+
+async def test_batch_preserves_order(random_head: LocalClassifier) -> None:
+    texts = ["short", "a much longer sentence about matrices and integrals " * 3, "mid length"]
+    got = await random_head.classify(texts)
+    for g, t in zip(got, texts, strict=True):
+        assert g.probs == pytest.approx(random_head.predict([t])[0].probs, abs=1e-4)
+
+
+# --- with a fake predict: fast and fully controlled ---
+
+
+class SlowPredict:
+    """A blocking predict that records each batch and sleeps to let callers pile up."""
+
+    def __init__(self, delay: float = 0.05) -> None:
+        self.delay = delay
+        self.calls: list[list[str]] = []
+        self.fail_next: Exception | None = None
+        self.threads: set[str] = set()
+
+    def __call__(self, texts: list[str]) -> list[Scores]:
+        self.calls.append(list(texts))
+        self.threads.add(threading.current_thread().name)
+        time.sleep(self.delay)
+        if self.fail_next is not None:
+            error, self.fail_next = self.fail_next, None
+            raise error
+        return [fake_scores(t) for t in texts]
+
+
+@pytest.fixture
+async def slow() -> AsyncIterator[tuple[MicroBatcher, SlowPredict]]:
+    predict = SlowPredict()
+    batcher = MicroBatcher(predict, batch_size=8, max_wait_ms=20, cache_size=16)
+    yield batcher, predict
+    await batcher.aclose()
+
+
+async def test_identical_texts_in_flight_share_one_computation(
+    slow: tuple[MicroBatcher, SlowPredict],
+) -> None:
+    batcher, predict = slow
+    results = await asyncio.gather(*(batcher.submit(["same text"]) for _ in range(6)))
+    assert all(r == [fake_scores("same text")] for r in results)
+    assert sum(c.count("same text") for c in predict.calls) == 1
+    assert batcher.stats.deduplicated + batcher.stats.cache_hits == 5
+
+
+async def test_predict_runs_off_the_event_loop(slow: tuple[MicroBatcher, SlowPredict]) -> None:
+    batcher, predict = slow
+    predict.delay = 0.3
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    task = asyncio.create_task(ticker())
+    await batcher.submit(["blocking for a while"])
+    task.cancel()
+    assert ticks >= 10  # the loop kept running while predict slept
+    assert predict.threads == {"classifier-batcher"}
+
+
+async def test_errors_reach_every_caller_of_the_batch(
+    slow: tuple[MicroBatcher, SlowPredict],
+) -> None:
+    batcher, predict = slow
+    predict.fail_next = RuntimeError("CUDA out of memory")
+    results = await asyncio.gather(
+        batcher.submit(["x1"]), batcher.submit(["x2"]), return_exceptions=True
+    )
+    assert all(isinstance(r, ClassifierError) for r in results)
+    assert "CUDA out of memory" in str(results[0])
+    assert batcher.stats.errors == 1
+    assert await batcher.submit(["x3"]) == [fake_scores("x3")]  # the worker survived
+
+
+async def test_cancelled_caller_does_not_break_the_worker(
+    slow: tuple[MicroBatcher, SlowPredict],
+) -> None:
+    batcher, predict = slow
+    predict.delay = 0.2
+    doomed = asyncio.create_task(batcher.submit(["cancelled text"]))
+    await asyncio.sleep(0.05)  # it is in the forward pass now
+    doomed.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await doomed
+    predict.delay = 0.01
+    assert await batcher.submit(["after"]) == [fake_scores("after")]
+    assert await batcher.submit(["cancelled text"]) == [fake_scores("cancelled text")]
+
+
+async def test_batch_size_caps_a_forward_pass() -> None:
+    predict = SlowPredict(delay=0.01)
+    batcher = MicroBatcher(predict, batch_size=3, max_wait_ms=50, cache_size=0)
+    try:
+        await asyncio.gather(*(batcher.submit([f"text {i}"]) for i in range(7)))
+        assert all(len(c) <= 3 for c in predict.calls)
+        assert sum(len(c) for c in predict.calls) == 7
+        assert batcher.stats.cache_hits == 0
+    finally:
+        await batcher.aclose()
+
+
+async def test_cache_is_lru_bounded() -> None:
+    predict = SlowPredict(delay=0)
+    batcher = MicroBatcher(predict, batch_size=4, max_wait_ms=0, cache_size=2)
+    try:
+        for text in ["a", "b", "a", "c", "b"]:
+            await batcher.submit([text])
+        # "a" was refreshed before "c" evicted "b"; so b is computed twice, a once.
+        flat = [t for call in predict.calls for t in call]
+        assert flat.count("a") == 1
+        assert flat.count("b") == 2
+    finally:
+        await batcher.aclose()
+
+
+async def test_closed_batcher_refuses() -> None:
+    batcher = MicroBatcher(SlowPredict(delay=0))
+    await batcher.aclose()
+    await batcher.aclose()  # idempotent
+    with pytest.raises(ClassifierUnavailable, match="shut down"):
+        await batcher.submit(["x"])
+
+
+def test_groups_keep_similar_lengths_together() -> None:
+    texts = ["a" * 10, "b" * 500, "c" * 20, "d" * 1200, "e" * 12]
+    groups = _groups(texts)
+    assert groups[0] == ["a" * 10, "e" * 12, "c" * 20]
+    assert groups[1:] == [["b" * 500], ["d" * 1200]]
+    assert sorted(len(t) for g in groups for t in g) == sorted(len(t) for t in texts)
