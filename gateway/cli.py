@@ -70,7 +70,9 @@ def read_prompts(path: Path) -> list[str]:
         elif isinstance(item, str):
             text = item.strip()
         else:
-            raise SettingsError(f"{path}:{number}: expected a prompt, {{'prompt': ...}} or {{'messages': [...]}}")
+            raise SettingsError(
+                f"{path}:{number}: expected a prompt, {{'prompt': ...}} or {{'messages': [...]}}"
+            )
         if text:
             prompts.append(text)
     if not prompts:
@@ -113,6 +115,7 @@ async def _calibrate(settings: Settings, prompts: list[str], share: float) -> fl
 
     from gateway.app import open_classifier
     from gateway.routing import STRONG_LABEL
+
     classifier = await open_classifier(settings)
     try:
         scores = []

@@ -80,7 +80,7 @@ class UpstreamError(GatewayError):
 
     status = 502
     type = "upstream_error"
-    code = "upstream_error"
+    code: str | None = "upstream_error"
     retryable = True
 
 
@@ -105,7 +105,8 @@ class UpstreamStatus(UpstreamError):
         self.status = upstream_status if upstream_status < 500 else 502
         if error.get("type"):
             self.type = str(error["type"])
-        self.code = error.get("code") if error else "upstream_error"
+        code = error.get("code") if error else "upstream_error"
+        self.code = None if code is None else str(code)
 
     def body(self) -> dict[str, Any]:
         if self.status < 500 and isinstance(self.payload.get("error"), dict):

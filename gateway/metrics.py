@@ -34,7 +34,9 @@ class Metrics:
             "# TYPE routellm_upstream_errors_total counter",
         ]
         for (model, code), n in sorted(self.upstream_errors.items()):
-            lines.append(f'routellm_upstream_errors_total{{model="{_esc(model)}",code="{code}"}} {n}')
+            lines.append(
+                f'routellm_upstream_errors_total{{model="{_esc(model)}",code="{code}"}} {n}'
+            )
         lines += [
             "# HELP routellm_classify_seconds Time spent waiting for the classifier.",
             "# TYPE routellm_classify_seconds summary",
@@ -59,12 +61,13 @@ def log_request(fmt: str, fields: dict[str, Any]) -> None:
     if fmt == "json":
         log.info(json.dumps(fields, separators=(",", ":")))
         return
-    parts = []
-    for key, value in fields.items():
-        if isinstance(value, str):
-            text = json.dumps(value)
-            value = text if any(c in value for c in ' "=\\') or text[1:-1] != value else value
-        elif isinstance(value, float):
-            value = f"{value:.4g}"
-        parts.append(f"{key}={value}")
-    log.info(" ".join(parts))
+    log.info(" ".join(f"{key}={_text(value)}" for key, value in fields.items()))
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if not isinstance(value, str):
+        return str(value)
+    quoted = json.dumps(value)  # escapes CR, LF and every other control character
+    return quoted if quoted[1:-1] != value or any(c in value for c in ' "=') else value

@@ -22,7 +22,7 @@ from gateway.service import Gateway
 T = TypeVar("T")
 
 
-def require_key(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+def require_key(connection: ASGIConnection[Any, Any, Any, Any], __: BaseRouteHandler) -> None:
     """Guard for `/v1/*`: the client's Bearer key must be one of `ROUTELLM_API_KEYS`."""
     gateway: Gateway = connection.app.state.gateway
     keys = gateway.settings.api_keys

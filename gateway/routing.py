@@ -186,16 +186,21 @@ class Router:
         s = self.settings
         label, top = scores.top
         threshold = policy.threshold if policy.threshold is not None else s.threshold
-        common = {"label": label, "scores": scores.as_dict(), "threshold": threshold}
+
+        def decision(model: str, reason: str, score: float) -> Decision:
+            return Decision(model, reason, requested, label, score, scores.as_dict(), threshold)
+
         if policy.kind == "mapping":
-            assert s.mapping is not None and s.fallback is not None
+            assert s.mapping is not None
+            assert s.fallback is not None
             if top < threshold:
-                return Decision(s.fallback, "below_threshold", requested, score=top, **common)
+                return decision(s.fallback, "below_threshold", top)
             if label not in s.mapping:
-                return Decision(s.fallback, "unmapped", requested, score=top, **common)
-            return Decision(s.mapping[label], "mapped", requested, score=top, **common)
-        assert s.strong is not None and s.weak is not None
+                return decision(s.fallback, "unmapped", top)
+            return decision(s.mapping[label], "mapped", top)
+        assert s.strong is not None
+        assert s.weak is not None
         win_rate = scores.get(STRONG_LABEL)
         if win_rate >= threshold:
-            return Decision(s.strong, "strong", requested, score=win_rate, **common)
-        return Decision(s.weak, "weak", requested, score=win_rate, **common)
+            return decision(s.strong, "strong", win_rate)
+        return decision(s.weak, "weak", win_rate)

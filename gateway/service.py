@@ -32,7 +32,9 @@ class Answer:
 class Gateway:
     """Everything a request needs, built once per app: settings, router, proxy, metrics."""
 
-    def __init__(self, settings: Settings, classifier: Classifier, client: httpx.AsyncClient) -> None:
+    def __init__(
+        self, settings: Settings, classifier: Classifier, client: httpx.AsyncClient
+    ) -> None:
         self.settings = settings
         self.classifier = classifier
         self.router = Router(settings, classifier)
@@ -50,9 +52,10 @@ class Gateway:
     async def complete(self, chat: ChatRequest) -> Answer:
         """Decide, then open the upstream until its first byte. Streams are relayed lazily by
         `Answer.frames`; the caller must consume or close them."""
-        if self.metrics.inflight >= self.settings.max_concurrency:
+        cap = self.settings.max_concurrency
+        if self.metrics.inflight >= cap:
             raise Overloaded(
-                f"The gateway has {self.settings.max_concurrency} requests in flight; retry shortly",
+                f"The gateway has {cap} requests in flight: retry shortly",
                 headers={"retry-after": "1"},
             )
         self.metrics.inflight += 1
@@ -89,7 +92,9 @@ class Gateway:
         headers = {**opened.headers, **opened.decision.headers()}
         if not opened.streaming:
             media = opened.response.headers.get("content-type", "application/json")
-            return Answer(opened.decision, opened.response.status_code, headers, media, opened.content)
+            return Answer(
+                opened.decision, opened.response.status_code, headers, media, opened.content
+            )
         return Answer(
             opened.decision,
             200,

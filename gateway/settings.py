@@ -106,7 +106,9 @@ def load_settings(env: Mapping[str, str], config_path: str | None = None) -> Set
         strong, weak = DEFAULT_STRONG, DEFAULT_WEAK
     if bool(strong) != bool(weak):
         missing = "ROUTELLM_WEAK_MODEL" if strong else "ROUTELLM_STRONG_MODEL"
-        raise SettingsError(f"{missing} is not set: the RouteLLM rule needs both a strong and a weak model")
+        raise SettingsError(
+            f"{missing} is not set: the RouteLLM rule needs both a strong and a weak model"
+        )
     fallback = env.get("ROUTELLM_FALLBACK_MODEL") or _opt_str(routing, "fallback", where) or weak
     if fallback is None:
         raise SettingsError(
@@ -120,7 +122,10 @@ def load_settings(env: Mapping[str, str], config_path: str | None = None) -> Set
     if has_default:
         upstreams[DEFAULT_UPSTREAM] = Upstream(
             DEFAULT_UPSTREAM,
-            _base_url(env.get("ROUTELLM_UPSTREAM_BASE_URL") or DEFAULT_BASE_URL, "ROUTELLM_UPSTREAM_BASE_URL"),
+            _base_url(
+                env.get("ROUTELLM_UPSTREAM_BASE_URL") or DEFAULT_BASE_URL,
+                "ROUTELLM_UPSTREAM_BASE_URL",
+            ),
             env.get("ROUTELLM_UPSTREAM_API_KEY") or env.get("OPENAI_API_KEY") or None,
         )
     extra = [m.strip() for m in env.get("ROUTELLM_MODELS", "").split(",") if m.strip()]
@@ -137,12 +142,16 @@ def load_settings(env: Mapping[str, str], config_path: str | None = None) -> Set
         models[name] = ModelTarget(name, DEFAULT_UPSTREAM, name)
     for reserved in ("router",):
         if reserved in models:
-            raise SettingsError(f"the model name {reserved!r} is reserved for routing: rename it {where}")
+            raise SettingsError(
+                f"the model name {reserved!r} is reserved for routing: rename it {where}"
+            )
 
     keys = tuple(k.strip() for k in env.get("ROUTELLM_API_KEYS", "").split(",") if k.strip())
     log_format = env.get("ROUTELLM_LOG_FORMAT", "text").strip().lower() or "text"
     if log_format not in ("text", "json"):
-        raise SettingsError(f"ROUTELLM_LOG_FORMAT={log_format!r} is not supported: use text or json")
+        raise SettingsError(
+            f"ROUTELLM_LOG_FORMAT={log_format!r} is not supported: use text or json"
+        )
     return Settings(
         upstreams=upstreams,
         models=models,
@@ -155,7 +164,9 @@ def load_settings(env: Mapping[str, str], config_path: str | None = None) -> Set
         api_keys=keys,
         upstream_timeout=_positive(env, "ROUTELLM_UPSTREAM_TIMEOUT", 60.0),
         connect_timeout=_positive(env, "ROUTELLM_CONNECT_TIMEOUT", 10.0),
-        max_body_bytes=int(_positive(env, "ROUTELLM_MAX_BODY_BYTES", 20 * 1024 * 1024, integer=True)),
+        max_body_bytes=int(
+            _positive(env, "ROUTELLM_MAX_BODY_BYTES", 20 * 1024 * 1024, integer=True)
+        ),
         max_messages=int(_positive(env, "ROUTELLM_MAX_MESSAGES", 2048, integer=True)),
         max_concurrency=int(_positive(env, "ROUTELLM_MAX_CONCURRENCY", 512, integer=True)),
         breaker_failures=int(_positive(env, "ROUTELLM_BREAKER_FAILURES", 5, integer=True)),
@@ -168,16 +179,14 @@ def _routed_sources(
     mapping: Mapping[str, str] | None, fallback: str | None, strong: str | None, weak: str | None
 ) -> dict[str, str]:
     """Every model the routing can pick → the variable that names it (for error messages)."""
-    named: dict[str, str] = {}
-    for model in (mapping or {}).values():
-        named.setdefault(model, "ROUTELLM_MAPPING")
-    for var, model in (
+    named = dict.fromkeys((mapping or {}).values(), "ROUTELLM_MAPPING")
+    for var, name in (
         ("ROUTELLM_FALLBACK_MODEL", fallback),
         ("ROUTELLM_STRONG_MODEL", strong),
         ("ROUTELLM_WEAK_MODEL", weak),
     ):
-        if model:
-            named.setdefault(model, var)
+        if name:
+            named.setdefault(name, var)
     return named
 
 
@@ -193,14 +202,20 @@ def _read_yaml(path: str) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark else ""
-        raise SettingsError(f"{path}: invalid YAML{at}: fix the syntax (see config/example.yaml)") from None
+        raise SettingsError(
+            f"{path}: invalid YAML{at}: fix the syntax (see config/example.yaml)"
+        ) from None
     if doc is None:
         return {}
     if not isinstance(doc, dict):
-        raise SettingsError(f"{path}: the top level must be a mapping with upstreams/models/routing")
+        raise SettingsError(
+            f"{path}: the top level must be a mapping with upstreams/models/routing"
+        )
     unknown = set(doc) - {"upstreams", "models", "routing"}
     if unknown:
-        raise SettingsError(f"{path}: unknown key {sorted(unknown)[0]!r}: use upstreams, models, routing")
+        raise SettingsError(
+            f"{path}: unknown key {sorted(unknown)[0]!r}: use upstreams, models, routing"
+        )
     return doc
 
 
@@ -220,7 +235,9 @@ def _opt_str(section: Mapping[str, Any], key: str, where: str) -> str | None:
     return value
 
 
-def _mapping(env: Mapping[str, str], routing: Mapping[str, Any], where: str) -> dict[str, str] | None:
+def _mapping(
+    env: Mapping[str, str], routing: Mapping[str, Any], where: str
+) -> dict[str, str] | None:
     raw = env.get("ROUTELLM_MAPPING")
     example = '\'{"LABEL_0": "gpt-4o", "LABEL_1": "gpt-4o-mini", "LABEL_2": "gpt-4o-mini"}\''
     if raw:
@@ -229,7 +246,8 @@ def _mapping(env: Mapping[str, str], routing: Mapping[str, Any], where: str) -> 
             value: Any = json.loads(raw)
         except json.JSONDecodeError as exc:
             raise SettingsError(
-                f"ROUTELLM_MAPPING is not valid JSON ({exc.msg} at char {exc.pos}): write it as {example}"
+                f"ROUTELLM_MAPPING is not valid JSON ({exc.msg} at char {exc.pos}): "
+                f"write it as {example}"
             ) from None
     else:
         name = f"routing.mapping {where}".strip()
@@ -240,7 +258,9 @@ def _mapping(env: Mapping[str, str], routing: Mapping[str, Any], where: str) -> 
         raise SettingsError(f"{name} must be an object of label → model, e.g. {example}")
     for label, model in value.items():
         if not LABEL_RE.match(str(label)):
-            raise SettingsError(f"{name}: {label!r} is not a classifier label: use LABEL_0, LABEL_1, LABEL_2")
+            raise SettingsError(
+                f"{name}: {label!r} is not a classifier label: use LABEL_0, LABEL_1, LABEL_2"
+            )
         if not isinstance(model, str) or not model.strip():
             raise SettingsError(f"{name}: {label} must map to a model name, e.g. {example}")
     return {str(k): v for k, v in value.items()}
@@ -283,7 +303,9 @@ def _substitute(value: str, env: Mapping[str, str], name: str) -> str:
     def one(match: re.Match[str]) -> str:
         var = match.group(1)
         if var not in env:
-            raise SettingsError(f"{name} uses ${{{var}}}, which is not set: export {var} or remove it")
+            raise SettingsError(
+                f"{name} uses ${{{var}}}, which is not set: export {var} or remove it"
+            )
         return env[var]
 
     return ENV_REF.sub(one, value)

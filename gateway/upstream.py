@@ -227,10 +227,14 @@ class Proxy:
                     try:
                         chunk = decode_event(data)
                     except ValueError:
-                        yield _error_frame(f"upstream sent an event that is not JSON: {data[:200]!r}")
+                        yield _error_frame(
+                            f"upstream sent an event that is not JSON: {data[:200]!r}"
+                        )
                         return
                     if not isinstance(chunk, dict):
-                        yield _error_frame(f"upstream sent an event that is not an object: {data[:200]!r}")
+                        yield _error_frame(
+                            f"upstream sent an event that is not an object: {data[:200]!r}"
+                        )
                         return
                     if "error" in chunk:
                         yield frame(chunk)
@@ -250,7 +254,9 @@ class Proxy:
             if repair.finished:
                 yield DONE_FRAME  # the answer was complete; only the upstream's [DONE] was missing
             else:
-                yield _error_frame(f"upstream {upstream.name!r} closed the stream before it finished")
+                yield _error_frame(
+                    f"upstream {upstream.name!r} closed the stream before it finished"
+                )
         except (httpx.HTTPError, TimeoutError, OSError) as exc:
             error = translate_httpx_error(exc, upstream)
             yield _error_frame(error.message, error.type, error.code)
@@ -258,7 +264,9 @@ class Proxy:
             await opened.response.aclose()
 
 
-def _error_frame(message: str, type_: str = "upstream_error", code: str | None = "upstream_error") -> bytes:
+def _error_frame(
+    message: str, type_: str = "upstream_error", code: str | None = "upstream_error"
+) -> bytes:
     return frame({"error": {"message": message, "type": type_, "param": None, "code": code}})
 
 
@@ -277,6 +285,10 @@ async def _status_error(response: httpx.Response) -> UpstreamStatus:
     if not isinstance(payload, dict):
         text = raw[:500].decode("utf-8", "replace").strip()
         message = f"upstream answered HTTP {response.status_code}" + (f": {text}" if text else "")
-        payload = {"error": {"message": message, "type": "upstream_error", "code": None, "param": None}}
-    headers = {k: v for k, v in response.headers.items() if k.lower() in ("retry-after", "retry-after-ms")}
+        payload = {
+            "error": {"message": message, "type": "upstream_error", "code": None, "param": None}
+        }
+    headers = {
+        k: v for k, v in response.headers.items() if k.lower() in ("retry-after", "retry-after-ms")
+    }
     return UpstreamStatus(response.status_code, payload, headers=headers)

@@ -20,8 +20,20 @@ from tests.gateway.fake_upstream import FakeUpstream
 from tests.servers import serve
 
 BEHAVIOURS = [
-    "crlf", "split", "status-500", "status-503", "status-429", "status-400", "status-401", "html-502", "hang",
-    "slow-first", "cut", "stall", "no-done", "redirect",
+    "crlf",
+    "split",
+    "status-500",
+    "status-503",
+    "status-429",
+    "status-400",
+    "status-401",
+    "html-502",
+    "hang",
+    "slow-first",
+    "cut",
+    "stall",
+    "no-done",
+    "redirect",
 ]
 
 
@@ -33,7 +45,9 @@ def upstream() -> Iterator[tuple[FakeUpstream, str]]:
 
 
 @pytest.fixture(scope="session")
-def classifiers(checkpoint_factory: Callable[[int | None], Path]) -> Iterator[dict[int, LocalClassifier]]:
+def classifiers(
+    checkpoint_factory: Callable[[int | None], Path],
+) -> Iterator[dict[int, LocalClassifier]]:
     """Real in-process classifiers on tiny checkpoints: LABEL_<n> wins for every text."""
     loaded = {
         label: LocalClassifier.load(

@@ -63,7 +63,7 @@ class FakeUpstream:
         body = json.loads(raw) if raw else {}
         self.history.append(Seen(scope["path"], headers, body))
         model = str(body.get("model", "ok"))
-        behaviour = model.split(":")[0]
+        behaviour = model.split(":", maxsplit=1)[0]
         self.open_streams += 1
         answer = asyncio.ensure_future(self._answer(behaviour, model, body, send))
         watcher = asyncio.ensure_future(_disconnect(receive))
@@ -82,11 +82,18 @@ class FakeUpstream:
         if behaviour.startswith("status-"):
             status = int(behaviour.split("-")[1])
             extra = [(b"retry-after", b"7")] if status == 429 else []
-            error = {"message": f"fake upstream says {status}", "type": "fake_error", "param": None, "code": "fake"}
+            error = {
+                "message": f"fake upstream says {status}",
+                "type": "fake_error",
+                "param": None,
+                "code": "fake",
+            }
             await _respond(send, status, json.dumps({"error": error}).encode(), extra)
             return
         if behaviour == "redirect":
-            await _respond(send, 302, b"", [(b"location", b"http://127.0.0.1:9/v1/chat/completions")])
+            await _respond(
+                send, 302, b"", [(b"location", b"http://127.0.0.1:9/v1/chat/completions")]
+            )
             return
         if behaviour == "html-502":
             await _respond(send, 502, b"<html>Bad gateway</html>", [], "text/html")
@@ -96,7 +103,9 @@ class FakeUpstream:
         if behaviour == "slow-first":
             await asyncio.sleep(1.5)
         if not body.get("stream"):
-            await _respond(send, 200, json.dumps(completion(model)).encode(), [(b"x-request-id", b"req-123")])
+            await _respond(
+                send, 200, json.dumps(completion(model)).encode(), [(b"x-request-id", b"req-123")]
+            )
             return
         await send(
             {
@@ -107,10 +116,15 @@ class FakeUpstream:
         )
         chunks = stream_chunks(model)
         if behaviour == "crlf":
-            wire = b"".join(
-                b": ping\r\nevent: message\r\nid: 1\r\ndata: " + json.dumps(c).encode() + b"\r\n\r\n"
-                for c in chunks
-            ) + b"data: [DONE]\r\n\r\n"
+            wire = (
+                b"".join(
+                    b": ping\r\nevent: message\r\nid: 1\r\ndata: "
+                    + json.dumps(c).encode()
+                    + b"\r\n\r\n"
+                    for c in chunks
+                )
+                + b"data: [DONE]\r\n\r\n"
+            )
             await _body(send, wire)
         elif behaviour == "split":
             wire = b"".join(b"data: " + json.dumps(c).encode() + b"\r\n\r\n" for c in chunks)
@@ -166,7 +180,11 @@ def stream_chunks(model: str) -> list[dict[str, Any]]:
 
 
 async def _respond(
-    send: Any, status: int, body: bytes, headers: list[tuple[bytes, bytes]], media: str = "application/json"
+    send: Any,
+    status: int,
+    body: bytes,
+    headers: list[tuple[bytes, bytes]],
+    media: str = "application/json",
 ) -> None:
     await send(
         {

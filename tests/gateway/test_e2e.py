@@ -61,10 +61,18 @@ async def test_async_client_stream_and_non_stream(gateway: Gateway) -> None:
         (0, {"ROUTELLM_MAPPING": MAPPING}, "strong", "mapped"),
         (1, {"ROUTELLM_MAPPING": MAPPING}, "middle", "mapped"),
         (2, {"ROUTELLM_MAPPING": MAPPING}, "GPT3.5 Turbo", "mapped"),
-        (1, {"ROUTELLM_MAPPING": MAPPING, "ROUTELLM_THRESHOLD": "0.99999"}, "weak", "below_threshold"),
         (
             1,
-            {"ROUTELLM_MAPPING": json.dumps({"LABEL_0": "strong"}), "ROUTELLM_FALLBACK_MODEL": "middle"},
+            {"ROUTELLM_MAPPING": MAPPING, "ROUTELLM_THRESHOLD": "0.99999"},
+            "weak",
+            "below_threshold",
+        ),
+        (
+            1,
+            {
+                "ROUTELLM_MAPPING": json.dumps({"LABEL_0": "strong"}),
+                "ROUTELLM_FALLBACK_MODEL": "middle",
+            },
             "middle",
             "unmapped",
         ),
@@ -73,7 +81,9 @@ async def test_async_client_stream_and_non_stream(gateway: Gateway) -> None:
         (0, {"ROUTELLM_THRESHOLD": "1.0"}, "weak", "weak"),
     ],
 )
-def test_router_rules(gateway: Gateway, label: int, env: dict[str, str], model: str, reason: str) -> None:
+def test_router_rules(
+    gateway: Gateway, label: int, env: dict[str, str], model: str, reason: str
+) -> None:
     with gateway(label=label, **env) as url:
         raw = client(url).chat.completions.with_raw_response.create(model="router", messages=HI)
     assert (raw.headers["x-routellm-model"], raw.headers["x-routellm-reason"]) == (model, reason)
@@ -83,7 +93,11 @@ def test_router_rules(gateway: Gateway, label: int, env: dict[str, str], model: 
 
 @pytest.mark.parametrize(
     ("label", "name", "model"),
-    [(0, "router-bert-0.5", "strong"), (2, "router-bert-0.5", "weak"), (2, "router-bert-0", "strong")],
+    [
+        (0, "router-bert-0.5", "strong"),
+        (2, "router-bert-0.5", "weak"),
+        (2, "router-bert-0", "strong"),
+    ],
 )
 def test_routellm_names(gateway: Gateway, label: int, name: str, model: str) -> None:
     with gateway(label=label, ROUTELLM_MAPPING=MAPPING) as url:
@@ -92,7 +106,9 @@ def test_routellm_names(gateway: Gateway, label: int, name: str, model: str) -> 
     assert raw.headers["x-routellm-reason"] == ("strong" if model == "strong" else "weak")
 
 
-@pytest.mark.parametrize("name", ["router-bert-abc", "router-bert-1.5", "router-bert-", "router-mf-0.3"])
+@pytest.mark.parametrize(
+    "name", ["router-bert-abc", "router-bert-1.5", "router-bert-", "router-mf-0.3"]
+)
 def test_malformed_router_name_is_400(gateway: Gateway, name: str) -> None:
     with gateway() as url, pytest.raises(openai.BadRequestError) as info:
         client(url).chat.completions.create(model=name, messages=HI)
@@ -101,9 +117,13 @@ def test_malformed_router_name_is_400(gateway: Gateway, name: str) -> None:
     assert info.value.body["param"] == "model"  # type: ignore[index]
 
 
-def test_direct_model_is_not_classified(gateway: Gateway, upstream: tuple[FakeUpstream, str]) -> None:
+def test_direct_model_is_not_classified(
+    gateway: Gateway, upstream: tuple[FakeUpstream, str]
+) -> None:
     with gateway(label=0) as url:
-        raw = client(url).chat.completions.with_raw_response.create(model="GPT3.5 Turbo", messages=HI)
+        raw = client(url).chat.completions.with_raw_response.create(
+            model="GPT3.5 Turbo", messages=HI
+        )
     assert raw.headers["x-routellm-reason"] == "direct"
     assert raw.headers["x-routellm-label"] == "none"
     assert upstream[0].history[-1].body["model"] == "ok:gpt-3.5-turbo"
@@ -113,18 +133,25 @@ def test_list_content_and_no_text(gateway: Gateway) -> None:
     image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
     with gateway(label=0) as url:
         c = client(url)
-        with_text = [{"role": "user", "content": [{"type": "text", "text": "what is this?"}, image]}]
+        with_text = [
+            {"role": "user", "content": [{"type": "text", "text": "what is this?"}, image]}
+        ]
         raw = c.chat.completions.with_raw_response.create(model="router", messages=with_text)
         assert raw.headers["x-routellm-reason"] == "strong"
         only_image = [{"role": "user", "content": [image]}]
         raw = c.chat.completions.with_raw_response.create(model="router", messages=only_image)
-        assert (raw.headers["x-routellm-model"], raw.headers["x-routellm-reason"]) == ("weak", "no_text")
+        assert (raw.headers["x-routellm-model"], raw.headers["x-routellm-reason"]) == (
+            "weak",
+            "no_text",
+        )
         system_only = [{"role": "system", "content": "be brief"}]
         raw = c.chat.completions.with_raw_response.create(model="router", messages=system_only)
         assert raw.headers["x-routellm-reason"] == "no_text"
 
 
-def test_route_endpoint_does_not_call_upstream(gateway: Gateway, upstream: tuple[FakeUpstream, str]) -> None:
+def test_route_endpoint_does_not_call_upstream(
+    gateway: Gateway, upstream: tuple[FakeUpstream, str]
+) -> None:
     fake, _ = upstream
     with gateway(label=1, ROUTELLM_MAPPING=MAPPING) as url:
         before = len(fake.history)
@@ -144,7 +171,9 @@ def test_body_forwarded_untouched_but_model_and_auth(
     body: dict[str, Any] = {
         "model": "router",
         "messages": HI,
-        "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
+        "tools": [
+            {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+        ],
         "response_format": {"type": "json_object"},
         "stream": True,
         "stream_options": {"include_usage": True},
@@ -153,7 +182,9 @@ def test_body_forwarded_untouched_but_model_and_auth(
     }
     with gateway(label=2) as url:
         response = httpx.post(
-            f"{url}/v1/chat/completions", json=body, headers={"authorization": "Bearer client-secret"}
+            f"{url}/v1/chat/completions",
+            json=body,
+            headers={"authorization": "Bearer client-secret"},
         )
     assert response.status_code == 200
     seen = fake.history[-1]
@@ -187,11 +218,18 @@ def chuanhu_read(lines: list[str]) -> tuple[str, list[str]]:
 
 
 @pytest.mark.parametrize("behaviour", ["ok:x", "crlf", "split", "no-done"])
-def test_raw_stream_framing_satisfies_strict_clients(gateway: Gateway, behaviour: str, config_file: Any) -> None:
+def test_raw_stream_framing_satisfies_strict_clients(
+    gateway: Gateway, behaviour: str, config_file: Any
+) -> None:
     model = {"ok:x": "strong"}.get(behaviour, behaviour)
-    with gateway() as url, httpx.stream(
-        "POST", f"{url}/v1/chat/completions", json={"model": model, "messages": HI, "stream": True}
-    ) as response:
+    with (
+        gateway() as url,
+        httpx.stream(
+            "POST",
+            f"{url}/v1/chat/completions",
+            json={"model": model, "messages": HI, "stream": True},
+        ) as response,
+    ):
         raw = response.read()
     assert response.headers["content-type"].startswith("text/event-stream")
     assert b"\r" not in raw
@@ -218,14 +256,16 @@ def test_raw_stream_framing_satisfies_strict_clients(gateway: Gateway, behaviour
         ("html-502", 502, "<html>Bad gateway</html>"),
     ],
 )
-def test_upstream_errors_in_openai_shape(gateway: Gateway, model: str, status: int, fragment: str) -> None:
+def test_upstream_errors_in_openai_shape(
+    gateway: Gateway, model: str, status: int, fragment: str
+) -> None:
     with gateway() as url:
         response = httpx.post(f"{url}/v1/chat/completions", json={"model": model, "messages": HI})
     assert response.status_code == status
     error = response.json()["error"]
     assert set(error) == {"message", "type", "param", "code"}
     assert fragment in error["message"]
-    assert response.headers["x-routellm-model"] if "x-routellm-model" in response.headers else True
+    assert response.headers.get("x-routellm-model", True)
 
 
 @pytest.mark.parametrize(
@@ -239,10 +279,22 @@ def test_upstream_errors_in_openai_shape(gateway: Gateway, model: str, status: i
         (b'{"model": "router", "messages": "hi"}', "messages"),
         (b'{"model": "router", "messages": []}', "messages"),
         (b'{"model": "router", "messages": ["hi"]}', "messages[0]"),
-        (b'{"model": "router", "messages": [{"role": "wizard", "content": "x"}]}', "messages[0].role"),
-        (b'{"model": "router", "messages": [{"role": "user", "content": 5}]}', "messages[0].content"),
-        (b'{"model": "router", "messages": [{"role": "user", "content": [5]}]}', "messages[0].content[0]"),
-        (b'{"model": "router", "messages": [{"role": "user", "content": "x"}], "stream": "yes"}', "stream"),
+        (
+            b'{"model": "router", "messages": [{"role": "wizard", "content": "x"}]}',
+            "messages[0].role",
+        ),
+        (
+            b'{"model": "router", "messages": [{"role": "user", "content": 5}]}',
+            "messages[0].content",
+        ),
+        (
+            b'{"model": "router", "messages": [{"role": "user", "content": [5]}]}',
+            "messages[0].content[0]",
+        ),
+        (
+            b'{"model": "router", "messages": [{"role": "user", "content": "x"}], "stream": "yes"}',
+            "stream",
+        ),
     ],
 )
 def test_invalid_requests_are_400(gateway: Gateway, body: bytes, param: str | None) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -11,10 +12,17 @@ import pytest
 
 from gateway.settings import DEFAULT_BASE_URL, SettingsError, load_settings
 
+SEED_MAPPING = {"LABEL_0": "chatglm-6b", "LABEL_1": "GPT3.5 Turbo", "LABEL_2": "Llama-2-7B"}
+
 
 def test_defaults_route_between_two_openai_models() -> None:
     s = load_settings({"OPENAI_API_KEY": "sk-test"})
-    assert (s.strong, s.weak, s.fallback, s.mapping) == ("gpt-4o", "gpt-4o-mini", "gpt-4o-mini", None)
+    assert (s.strong, s.weak, s.fallback, s.mapping) == (
+        "gpt-4o",
+        "gpt-4o-mini",
+        "gpt-4o-mini",
+        None,
+    )
     assert s.upstreams["default"].base_url == DEFAULT_BASE_URL
     assert s.upstreams["default"].api_key == "sk-test"
     assert set(s.models) == {"gpt-4o", "gpt-4o-mini"}
@@ -25,14 +33,19 @@ def test_seed_environment() -> None:
     env = {
         "ROUTELLM_UPSTREAM_BASE_URL": "http://127.0.0.1:11434/v1/",
         "ROUTELLM_THRESHOLD": "0.6",
-        "ROUTELLM_MAPPING": '{"LABEL_0": "chatglm-6b", "LABEL_1": "GPT3.5 Turbo", "LABEL_2": "Llama-2-7B"}',
+        "ROUTELLM_MAPPING": json.dumps(SEED_MAPPING),
         "ROUTELLM_FALLBACK_MODEL": "GPT3.5 Turbo",
         "ROUTELLM_MODELS": "extra-a, extra-b",
     }
     s = load_settings(env)
     assert s.threshold == 0.6
-    assert s.mapping == {"LABEL_0": "chatglm-6b", "LABEL_1": "GPT3.5 Turbo", "LABEL_2": "Llama-2-7B"}
-    assert s.strong is None and s.weak is None
+    assert s.mapping == {
+        "LABEL_0": "chatglm-6b",
+        "LABEL_1": "GPT3.5 Turbo",
+        "LABEL_2": "Llama-2-7B",
+    }
+    assert s.strong is None
+    assert s.weak is None
     assert set(s.models) == {"chatglm-6b", "GPT3.5 Turbo", "Llama-2-7B", "extra-a", "extra-b"}
     assert s.upstreams["default"].base_url == "http://127.0.0.1:11434/v1"
 
@@ -70,7 +83,10 @@ def test_file_with_env_substitution_and_env_override(tmp_path: Path) -> None:
         ({"ROUTELLM_MAPPING": "[1]"}, "ROUTELLM_MAPPING must be an object"),
         ({"ROUTELLM_MAPPING": '{"best": "gpt-4o"}'}, "not a classifier label"),
         ({"ROUTELLM_MAPPING": '{"LABEL_0": "gpt-4o"}'}, "ROUTELLM_FALLBACK_MODEL is not set"),
-        ({"ROUTELLM_THRESHOLD": "1.5"}, "ROUTELLM_THRESHOLD='1.5' must be a number between 0 and 1"),
+        (
+            {"ROUTELLM_THRESHOLD": "1.5"},
+            "ROUTELLM_THRESHOLD='1.5' must be a number between 0 and 1",
+        ),
         ({"ROUTELLM_THRESHOLD": "high"}, "ROUTELLM_THRESHOLD"),
         ({"ROUTELLM_STRONG_MODEL": "gpt-4o"}, "ROUTELLM_WEAK_MODEL is not set"),
         ({"ROUTELLM_UPSTREAM_TIMEOUT": "-1"}, "ROUTELLM_UPSTREAM_TIMEOUT='-1' must be a positive"),
@@ -91,7 +107,11 @@ def test_invalid_environment(env: dict[str, str], fragment: str) -> None:
     ("yaml_text", "env", "fragment"),
     [
         ("models:\n  a: {upstream: nowhere}\n", {}, "unknown upstream 'nowhere'"),
-        ("upstreams:\n  u: {base_url: 'http://x/v1', api_key: '${UNSET_VAR}'}\n", {}, "${UNSET_VAR}"),
+        (
+            "upstreams:\n  u: {base_url: 'http://x/v1', api_key: '${UNSET_VAR}'}\n",
+            {},
+            "${UNSET_VAR}",
+        ),
         ("upstreams:\n  u: {api_key: k}\n", {}, "needs a base_url"),
         ("upstreams: [\n", {}, "invalid YAML"),
         ("colour: blue\n", {}, "unknown key 'colour'"),
@@ -153,7 +173,16 @@ def test_calibrate_prints_the_quantile(tmp_path: Path, checkpoint_factory: objec
     env = {**os.environ, "ROUTELLM_BERT_MODEL": str(checkpoint)}
     env.pop("ROUTELLM_BERT_URL", None)
     result = subprocess.run(
-        [sys.executable, "-m", "gateway", "calibrate", "--prompts", str(prompts), "--strong-share", "0.5"],
+        [
+            sys.executable,
+            "-m",
+            "gateway",
+            "calibrate",
+            "--prompts",
+            str(prompts),
+            "--strong-share",
+            "0.5",
+        ],
         env=env,
         capture_output=True,
         text=True,

@@ -10,7 +10,9 @@ from hypothesis import strategies as st
 from gateway.sse import ChunkRepair, SSEParser
 
 payloads = st.lists(
-    st.dictionaries(st.sampled_from(["a", "b", "content"]), st.text(max_size=20), max_size=3).map(json.dumps),
+    st.dictionaries(st.sampled_from(["a", "b", "content"]), st.text(max_size=20), max_size=3).map(
+        json.dumps
+    ),
     min_size=1,
     max_size=8,
 )
@@ -26,7 +28,9 @@ def parse_all(chunks: list[bytes]) -> list[str]:
 
 @settings(max_examples=300, deadline=None)
 @given(payloads, st.data())
-def test_any_rechunking_and_line_ends_give_the_same_events(events: list[str], data: st.DataObject) -> None:
+def test_any_rechunking_and_line_ends_give_the_same_events(
+    events: list[str], data: st.DataObject
+) -> None:
     wire = b""
 
     def line(text: bytes) -> None:
@@ -36,7 +40,9 @@ def test_any_rechunking_and_line_ends_give_the_same_events(events: list[str], da
         wire += text + data.draw(st.sampled_from(ends))
 
     for event in events:
-        noise = data.draw(st.sampled_from([b"", b": keep-alive", b"event: message", b"id: 7", b"retry: 10"]))
+        noise = data.draw(
+            st.sampled_from([b"", b": keep-alive", b"event: message", b"id: 7", b"retry: 10"])
+        )
         if noise:
             line(noise)
         line(b"data: " + event.encode())
@@ -64,10 +70,18 @@ def test_repair_adds_finish_reason_and_splits_final_content() -> None:
         {"choices": [{"index": 0, "delta": {"content": "Hi"}, "finish_reason": None}]}
     ]
     last = repair.frames(
-        {"id": "x", "choices": [{"index": 0, "delta": {"content": "!"}, "finish_reason": "stop"}], "usage": {"t": 1}}
+        {
+            "id": "x",
+            "choices": [{"index": 0, "delta": {"content": "!"}, "finish_reason": "stop"}],
+            "usage": {"t": 1},
+        }
     )
     assert [json.loads(f[6:]) for f in last] == [
-        {"id": "x", "choices": [{"index": 0, "delta": {"content": "!"}, "finish_reason": None}], "usage": {"t": 1}},
+        {
+            "id": "x",
+            "choices": [{"index": 0, "delta": {"content": "!"}, "finish_reason": None}],
+            "usage": {"t": 1},
+        },
         {"id": "x", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
     ]
     assert repair.finished
