@@ -206,3 +206,20 @@ async def test_unreadable_json_shape() -> None:
 def test_redact_url() -> None:
     assert redact_url("https://u:p@host:8443/predict?key=s") == "https://host:8443/predict"
     assert redact_url("http://[::1]:8800/classify") == "http://[::1]:8800/classify"
+
+
+async def test_url_credentials_become_basic_auth_and_leave_the_url() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json=[{"label": "LABEL_0", "score": 1.0}])
+
+    client = RemoteClassifier("http://me:s3cret@c/predict", transport=httpx.MockTransport(handler))
+    try:
+        await client.classify(["x"])
+        assert seen[0].headers["authorization"] == httpx.BasicAuth("me", "s3cret")._auth_header
+        assert str(seen[0].url) == "http://c/predict"
+        assert client.name == "http://c/predict"
+    finally:
+        await client.aclose()
