@@ -9,7 +9,6 @@ heavy happens at import or in `create_app`.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,7 +18,7 @@ import httpx
 from litestar import Litestar, Request, Response
 from litestar.exceptions import HTTPException
 
-from classifier.base import Classifier
+from classifier import Classifier, open_classifier
 from gateway.errors import ClientDisconnected, GatewayError, error_body
 from gateway.routes import HANDLERS
 from gateway.service import Gateway
@@ -35,19 +34,6 @@ ERROR_TYPES = {
     413: "invalid_request_error",
     429: "rate_limit_error",
 }
-
-
-async def open_classifier(settings: Settings) -> Classifier:
-    """The remote client when `ROUTELLM_BERT_URL` is set, else the in-process model (loaded
-    off the event loop)."""
-    cs = settings.classifier
-    if cs.url:
-        from classifier.remote import RemoteClassifier
-
-        return RemoteClassifier(cs.url, token=cs.token, timeout=cs.timeout)
-    from classifier.local import LocalClassifier
-
-    return await asyncio.to_thread(LocalClassifier.load, cs)
 
 
 def create_app(
@@ -70,7 +56,7 @@ def create_app(
             trust_env=False,
         )
         owned = classifier is None
-        clf = classifier or await open_classifier(settings)
+        clf = classifier or await open_classifier(settings.classifier)
         app.state.gateway = Gateway(settings, clf, client)
         try:
             yield

@@ -113,10 +113,10 @@ def calibrate_main(argv: Sequence[str]) -> int:
 async def _calibrate(settings: Settings, prompts: list[str], share: float) -> float:
     import numpy as np
 
-    from gateway.app import open_classifier
+    from classifier import open_classifier
     from gateway.routing import STRONG_LABEL
 
-    classifier = await open_classifier(settings)
+    classifier = await open_classifier(settings.classifier)
     try:
         scores = []
         for start in range(0, len(prompts), 64):

@@ -12,7 +12,7 @@ import uvicorn
 
 
 @contextmanager
-def serve(app: Any, *, lifespan: str = "on") -> Iterator[str]:
+def serve(app: Any, *, lifespan: str = "auto") -> Iterator[str]:
     """Serve `app` on a free loopback port; yields its base URL ('http://127.0.0.1:PORT')."""
     config = uvicorn.Config(
         app, host="127.0.0.1", port=0, lifespan=lifespan, log_level="warning", access_log=False

@@ -12,8 +12,9 @@ from classifier.base import ClassifierError, Scores
 from classifier.remote import RemoteClassifier, redact_url
 from classifier.service import create_app
 from classifier.settings import ClassifierSettings
-from tests.classifier.conftest import FakeClassifier, fake_scores, loopback
+from tests.classifier.conftest import FakeClassifier, fake_scores
 from tests.classifier.fake_servers import FakeRemote
+from tests.servers import serve as loopback
 
 TEXTS = ["What is 2+2?", "Prove Fermat's last theorem in full detail please", "你好"]
 TOKEN = "hf_secret_token_123"

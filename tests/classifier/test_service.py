@@ -17,7 +17,8 @@ from classifier.local import LocalClassifier
 from classifier.remote import RemoteClassifier
 from classifier.service import create_app
 from classifier.settings import ClassifierSettings
-from tests.classifier.conftest import FakeClassifier, fake_scores, loopback
+from tests.classifier.conftest import FakeClassifier, fake_scores
+from tests.servers import serve as loopback
 
 Client = AsyncTestClient[Any]
 
