@@ -34,6 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"routellm-gateway: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is ours to write
 
     import uvicorn
 

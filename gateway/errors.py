@@ -103,10 +103,11 @@ class UpstreamStatus(UpstreamError):
         self.payload = payload
         self.retryable = upstream_status in (408, 409, 429) or upstream_status >= 500
         self.status = upstream_status if upstream_status < 500 else 502
-        if error.get("type"):
-            self.type = str(error["type"])
-        code = error.get("code") if error else "upstream_error"
-        self.code = None if code is None else str(code)
+        if upstream_status < 500:
+            # A client error is the client's to read: keep the upstream's own type and code.
+            self.type = str(error.get("type") or "invalid_request_error")
+            code = error.get("code")
+            self.code = None if code is None else str(code)
 
     def body(self) -> dict[str, Any]:
         if self.status < 500 and isinstance(self.payload.get("error"), dict):

@@ -265,7 +265,8 @@ def test_upstream_errors_in_openai_shape(
     error = response.json()["error"]
     assert set(error) == {"message", "type", "param", "code"}
     assert fragment in error["message"]
-    assert response.headers.get("x-routellm-model", True)
+    assert error["code"] == ("fake" if status < 500 else "upstream_error")
+    assert response.headers["x-routellm-reason"] == "direct"
 
 
 @pytest.mark.parametrize(
