@@ -117,7 +117,13 @@ async def health(state: State) -> dict[str, Any]:
 @get("/metrics", media_type="text/plain; version=0.0.4")
 async def metrics(state: State) -> str:
     gateway: Gateway = state.gateway
-    return gateway.metrics.render()
+    report = await gateway.classifier.health()
+    counters = {
+        f"routellm_classifier_{key}": float(value)
+        for key, value in report.items()
+        if isinstance(value, int | float) and not isinstance(value, bool)
+    }
+    return gateway.metrics.render(counters)
 
 
 HANDLERS = [chat_completions, route, models, health, metrics]

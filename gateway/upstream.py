@@ -286,7 +286,12 @@ async def _status_error(response: httpx.Response) -> UpstreamStatus:
         text = raw[:500].decode("utf-8", "replace").strip()
         message = f"upstream answered HTTP {response.status_code}" + (f": {text}" if text else "")
         payload = {
-            "error": {"message": message, "type": "upstream_error", "code": "upstream_error", "param": None}
+            "error": {
+                "message": message,
+                "type": "upstream_error",
+                "code": "upstream_error",
+                "param": None,
+            }
         }
     headers = {
         k: v for k, v in response.headers.items() if k.lower() in ("retry-after", "retry-after-ms")

@@ -322,3 +322,15 @@ def test_unknown_model_is_404_and_models_lists_served(gateway: Gateway) -> None:
     assert {"strong", "weak", "GPT3.5 Turbo"} <= set(listed)
     assert health.status_code == 200
     assert health.json()["status"] == "ok"
+
+
+def test_metrics_count_requests_by_decision(gateway: Gateway) -> None:
+    with gateway(label=2) as url:
+        client(url).chat.completions.create(model="router", messages=HI)
+        client(url).chat.completions.create(model="strong", messages=HI)
+        text = httpx.get(f"{url}/metrics").text
+    assert 'routellm_requests_total{model="weak",reason="weak",status="200"} 1' in text
+    assert 'routellm_requests_total{model="strong",reason="direct",status="200"} 1' in text
+    assert "routellm_classify_seconds_count 1" in text
+    assert "routellm_inflight_requests 0" in text
+    assert "routellm_classifier_forward_passes" in text
