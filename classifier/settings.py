@@ -14,10 +14,12 @@ from urllib.parse import urlsplit
 
 Dtype = Literal["float32", "bfloat16", "int8"]
 Device = Literal["auto", "cpu", "cuda"]
+Runtime = Literal["auto", "torch", "onnxruntime"]
 
 DEFAULT_MODEL = "routellm/bert_gpt4_augmented"
 _DTYPES: tuple[Dtype, ...] = ("float32", "bfloat16", "int8")
 _DEVICES: tuple[Device, ...] = ("auto", "cpu", "cuda")
+_RUNTIMES: tuple[Runtime, ...] = ("auto", "torch", "onnxruntime")
 _Getter = Callable[[str], "str | None"]
 
 
@@ -37,6 +39,13 @@ class ClassifierSettings:
     """`ROUTELLM_BERT_DTYPE`: float32 (RouteLLM's exact scores), bfloat16 or int8 (CPU only)."""
     device: Device = "auto"
     """`ROUTELLM_BERT_DEVICE`: auto (cuda when available, else cpu), cpu or cuda."""
+    runtime: Runtime = "auto"
+    """`ROUTELLM_BERT_RUNTIME`: auto (ONNX Runtime for float32 and int8 on CPU, torch for
+    bfloat16 and CUDA), torch, or onnxruntime (CPU float32/int8 only; start-up fails instead of
+    falling back to torch when the ONNX export cannot be made)."""
+    onnx_cache_dir: str | None = None
+    """`ROUTELLM_BERT_CACHE_DIR`: where exported ONNX models are kept between starts, one
+    subdirectory per model and dtype; None means `~/.cache/routellm-gateway/onnx`."""
     threads: int | None = None
     """`ROUTELLM_BERT_THREADS`: torch intra-op threads; None keeps torch's default."""
     max_length: int = 512
@@ -82,6 +91,18 @@ class ClassifierSettings:
                 "ROUTELLM_BERT_DTYPE='int8' runs on CPU only: "
                 "set ROUTELLM_BERT_DEVICE=cpu or use ROUTELLM_BERT_DTYPE=bfloat16"
             )
+        runtime = get("ROUTELLM_BERT_RUNTIME") or "auto"
+        if runtime not in _RUNTIMES:
+            raise SettingsError(
+                f"ROUTELLM_BERT_RUNTIME={runtime!r} is not supported: "
+                "use auto, torch or onnxruntime"
+            )
+        if runtime == "onnxruntime" and (dtype == "bfloat16" or device == "cuda"):
+            raise SettingsError(
+                f"ROUTELLM_BERT_RUNTIME='onnxruntime' runs float32 and int8 on CPU only, not "
+                f"{'ROUTELLM_BERT_DTYPE=bfloat16' if dtype == 'bfloat16' else 'on cuda'}: "
+                "set ROUTELLM_BERT_RUNTIME=auto or torch"
+            )
         url = get("ROUTELLM_BERT_URL")
         if url is not None:
             _check_url(url)
@@ -90,6 +111,8 @@ class ClassifierSettings:
             token=get("HF_AUTH_TOKEN") or get("HF_TOKEN"),
             dtype=dtype,  # type: ignore[arg-type]  # checked against _DTYPES above
             device=device,  # type: ignore[arg-type]
+            runtime=runtime,  # type: ignore[arg-type]  # checked against _RUNTIMES above
+            onnx_cache_dir=get("ROUTELLM_BERT_CACHE_DIR"),
             threads=_int(get, "ROUTELLM_BERT_THREADS", 0, minimum=1) or None,
             max_length=_int(get, "ROUTELLM_BERT_MAX_LENGTH", 512, minimum=8),
             batch_size=_int(get, "ROUTELLM_BERT_BATCH_SIZE", 16, minimum=1),

@@ -194,3 +194,50 @@ def test_groups_keep_similar_lengths_together() -> None:
     assert groups[0] == ["a" * 10, "e" * 12, "c" * 20]
     assert groups[1:] == [["b" * 500], ["d" * 1200]]
     assert sorted(len(t) for g in groups for t in g) == sorted(len(t) for t in texts)
+
+
+def test_groups_follow_token_lengths_when_given() -> None:
+    texts = ["w", "x", "y", "z"]
+    groups = _groups(texts, [100, 10, 150, 20], ratio=1.4, slack=16)
+    assert groups == [["x", "z"], ["w"], ["y"]]
+
+
+async def test_batcher_groups_by_the_lengths_callable() -> None:
+    predict = SlowPredict(delay=0.01)
+    # token counts that contradict the character counts: grouping must follow the tokens
+    tokens = {"aaaaaaaaaa": 300, "b": 310, "cccccccccc": 5, "d": 6}
+    batcher = MicroBatcher(
+        predict,
+        lengths=lambda texts: [tokens[t] for t in texts],
+        batch_size=8,
+        max_wait_ms=50,
+        cache_size=0,
+    )
+    try:
+        results = await asyncio.gather(*(batcher.submit([t]) for t in tokens))
+        assert [r[0] for r in results] == [fake_scores(t) for t in tokens]
+        assert sorted(map(sorted, predict.calls)) == [["aaaaaaaaaa", "b"], ["cccccccccc", "d"]]
+    finally:
+        await batcher.aclose()
+
+
+async def test_failing_lengths_fall_back_to_characters() -> None:
+    predict = SlowPredict(delay=0.01)
+
+    def broken(texts: list[str]) -> list[int]:
+        raise RuntimeError("tokenizer exploded")
+
+    batcher = MicroBatcher(predict, lengths=broken, batch_size=8, max_wait_ms=50, cache_size=0)
+    try:
+        texts = ["short", "tiny", "x" * 600]
+        results = await asyncio.gather(*(batcher.submit([t]) for t in texts))
+        assert [r[0] for r in results] == [fake_scores(t) for t in texts]
+        assert sorted(map(len, predict.calls)) == [1, 2]
+    finally:
+        await batcher.aclose()
+
+
+def test_local_classifier_counts_tokens(random_head: LocalClassifier) -> None:
+    counts = random_head.lengths(["hello", "word " * 2000])
+    assert 2 < counts[0] < 10
+    assert counts[1] == 512  # truncated like the forward pass
