@@ -76,14 +76,12 @@ async def chat_completions(request: Request[Any, Any, Any], state: State) -> Res
             media_type=answer.media_type,
             headers=answer.headers,
         )
-    frames = answer.frames
-    aclose = getattr(frames, "aclose", None)
     return Stream(
-        frames,
+        answer.frames,
         media_type="text/event-stream",
         headers={**answer.headers, "cache-control": "no-cache", "x-accel-buffering": "no"},
-        # Closing the generator closes the upstream request, however the stream ended.
-        background=BackgroundTask(aclose) if aclose else None,
+        # Closes the upstream request however the stream ended, even if it never started.
+        background=BackgroundTask(answer.frames.aclose),
     )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 
 import httpx
@@ -26,7 +26,47 @@ class Answer:
     headers: dict[str, str]
     media_type: str
     content: bytes = b""
-    frames: AsyncIterator[bytes] | None = None
+    frames: Relay | None = None
+
+
+class Relay:
+    """The client frames of a streamed answer. However the stream ends (finished, failed, the
+    client gone, or never iterated at all), `aclose()` closes the upstream response and settles
+    the request's bookkeeping exactly once; iteration calls it itself when it ends."""
+
+    def __init__(
+        self,
+        frames: AsyncGenerator[bytes, None],
+        response: httpx.Response,
+        settle: Callable[[int], None],
+    ) -> None:
+        self._frames = frames
+        self._response = response
+        self._settle: Callable[[int], None] | None = settle
+        self.status = 200
+
+    def __aiter__(self) -> Relay:
+        return self
+
+    async def __anext__(self) -> bytes:
+        try:
+            out = await anext(self._frames)
+        except BaseException:
+            await self.aclose()
+            raise
+        if out.startswith(b'data: {"error"'):
+            self.status = 502
+        return out
+
+    async def aclose(self) -> None:
+        settle, self._settle = self._settle, None
+        if settle is None:
+            return
+        try:
+            await self._frames.aclose()
+            await self._response.aclose()
+        finally:
+            settle(self.status)
 
 
 class Gateway:
@@ -103,18 +143,14 @@ class Gateway:
             frames=self._relay(opened, chat, timings, started),
         )
 
-    async def _relay(
+    def _relay(
         self, opened: Opened, chat: ChatRequest, timings: dict[str, float], started: float
-    ) -> AsyncIterator[bytes]:
-        status = 200
-        try:
-            async for out in self.proxy.relay(opened):
-                if out.startswith(b'data: {"error"'):
-                    status = 502
-                yield out
-        finally:
+    ) -> Relay:
+        def settle(status: int) -> None:
             self.metrics.inflight -= 1
             self._done(chat, opened.decision, status, timings, started)
+
+        return Relay(self.proxy.relay(opened), opened.response, settle)
 
     def _done(
         self,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -211,7 +211,7 @@ class Proxy:
                 await response.aclose()
             raise
 
-    async def relay(self, opened: Opened) -> AsyncIterator[bytes]:
+    async def relay(self, opened: Opened) -> AsyncGenerator[bytes, None]:
         """Client frames for a streamed answer: re-framed, repaired, ended by `[DONE]` only when
         the upstream finished; on any failure an error event and no `[DONE]`."""
         repair = ChunkRepair()
