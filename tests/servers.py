@@ -31,3 +31,14 @@ def serve(app: Any, *, lifespan: str = "auto") -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+async def read_request(scope: dict[str, Any], receive: Any) -> tuple[dict[str, str], bytes]:
+    """For the raw ASGI fakes: the request's headers and its whole body."""
+    raw = b""
+    while True:
+        message = await receive()
+        raw += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    return {k.decode(): v.decode() for k, v in scope["headers"]}, raw

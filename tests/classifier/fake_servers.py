@@ -18,6 +18,7 @@ import json
 from typing import Any
 
 from tests.classifier.conftest import fake_scores
+from tests.servers import read_request
 
 Scope = dict[str, Any]
 
@@ -29,21 +30,9 @@ class FakeRemote:
         self.requests: list[tuple[str, str | None, Any]] = []
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
-        raw = b""
-        while True:
-            message = await receive()
-            raw += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        headers = {k.decode(): v.decode() for k, v in scope["headers"]}
+        if scope["type"] != "http":
+            return  # no lifespan to run: uvicorn's "auto" mode carries on without one
+        headers, raw = await read_request(scope, receive)
         auth = headers.get("authorization")
         body = json.loads(raw) if raw else None
         path = scope["path"]

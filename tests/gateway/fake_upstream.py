@@ -29,6 +29,8 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
+from tests.servers import read_request
+
 
 @dataclass
 class Seen:
@@ -45,21 +47,9 @@ class FakeUpstream:
     cancelled: int = 0
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                else:
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
-        raw = b""
-        while True:
-            message = await receive()
-            raw += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        headers = {k.decode(): v.decode() for k, v in scope["headers"]}
+        if scope["type"] != "http":
+            return  # no lifespan to run: uvicorn's "auto" mode carries on without one
+        headers, raw = await read_request(scope, receive)
         body = json.loads(raw) if raw else {}
         self.history.append(Seen(scope["path"], headers, body))
         model = str(body.get("model", "ok"))

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import httpx
 
 from gateway.schema import parse_chat_request
-from gateway.service import Gateway
+from gateway.service import Gateway, Relay
 from gateway.settings import load_settings
 from tests.classifier.conftest import FakeClassifier
 
@@ -24,50 +25,46 @@ class TrackedStream(httpx.AsyncByteStream):
         self.closed = True
 
 
-async def test_a_stream_closed_before_iteration_still_closes_upstream_and_settles() -> None:
-    stream = TrackedStream()
+SETTINGS = load_settings(
+    {"ROUTELLM_UPSTREAM_BASE_URL": "http://up.test/v1", "ROUTELLM_MODELS": "m"}
+)
+CHAT = parse_chat_request(
+    b'{"model": "m", "stream": true, "messages": [{"role": "user", "content": "x"}]}',
+    max_messages=10,
+)
+
+
+@asynccontextmanager
+async def streamed_answer(stream: TrackedStream) -> AsyncIterator[tuple[Gateway, Relay]]:
+    """A gateway whose upstream streams `stream`, and the answer it opened for `CHAT`."""
 
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, headers={"content-type": "text/event-stream"}, stream=stream)
 
-    settings = load_settings(
-        {"ROUTELLM_UPSTREAM_BASE_URL": "http://up.test/v1", "ROUTELLM_MODELS": "m"}
-    )
     async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
-        gateway = Gateway(settings, FakeClassifier(), client)
-        chat = parse_chat_request(
-            b'{"model": "m", "stream": true, "messages": [{"role": "user", "content": "x"}]}',
-            max_messages=10,
-        )
-        answer = await gateway.complete(chat)
+        gateway = Gateway(SETTINGS, FakeClassifier(), client)
+        answer = await gateway.complete(CHAT)
         assert answer.frames is not None
+        yield gateway, answer.frames
+
+
+async def test_a_stream_closed_before_iteration_still_closes_upstream_and_settles() -> None:
+    stream = TrackedStream()
+    async with streamed_answer(stream) as (gateway, frames):
         assert gateway.metrics.inflight == 1
-        await answer.frames.aclose()  # the client left before the first frame was sent
-        await answer.frames.aclose()  # idempotent
+        await frames.aclose()  # the client left before the first frame was sent
+        await frames.aclose()  # idempotent
     assert stream.closed
     assert gateway.metrics.inflight == 0
     assert gateway.metrics.requests[("m", "direct", 200)] == 1
 
 
 async def test_a_relayed_stream_settles_once_when_it_ends() -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(
-            200, headers={"content-type": "text/event-stream"}, stream=TrackedStream()
-        )
-
-    settings = load_settings(
-        {"ROUTELLM_UPSTREAM_BASE_URL": "http://up.test/v1", "ROUTELLM_MODELS": "m"}
-    )
-    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
-        gateway = Gateway(settings, FakeClassifier(), client)
-        chat = parse_chat_request(
-            b'{"model": "m", "stream": true, "messages": [{"role": "user", "content": "x"}]}',
-            max_messages=10,
-        )
-        answer = await gateway.complete(chat)
-        assert answer.frames is not None
-        frames = [frame async for frame in answer.frames]
-        await answer.frames.aclose()
-    assert frames[-1] == b"data: [DONE]\n\n"
+    stream = TrackedStream()
+    async with streamed_answer(stream) as (gateway, frames):
+        received = [frame async for frame in frames]
+        await frames.aclose()
+    assert received[-1] == b"data: [DONE]\n\n"
+    assert stream.closed
     assert gateway.metrics.inflight == 0
     assert sum(gateway.metrics.requests.values()) == 1
