@@ -69,7 +69,12 @@ def main() -> int:
         up = f"http://127.0.0.1:{up_port}"
         write_config(tmp / "gateway.yaml", up)
         checkpoint = build_checkpoint(tmp / "bert", winning_label=2)
-        env = {**os.environ, "ROUTELLM_BERT_MODEL": str(checkpoint), "ROUTELLM_LOG_FORMAT": "json"}
+        env = {
+            **os.environ,
+            "ROUTELLM_BERT_MODEL": str(checkpoint),
+            "ROUTELLM_BERT_CACHE_DIR": str(tmp / "onnx"),
+            "ROUTELLM_LOG_FORMAT": "json",
+        }
         gateway = subprocess.Popen(
             [
                 str(ROOT / ".venv/bin/routellm-gateway"),

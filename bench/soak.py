@@ -831,6 +831,7 @@ def main(argv: list[str] | None = None) -> int:
         gw_env = {
             **env,
             "ROUTELLM_BERT_MODEL": str(checkpoint),
+            "ROUTELLM_BERT_CACHE_DIR": str(tmp / "onnx"),
             "ROUTELLM_BERT_DEVICE": "cpu",
             "ROUTELLM_BERT_THREADS": "1",
             "ROUTELLM_UPSTREAM_TIMEOUT": f"{args.upstream_timeout:g}",

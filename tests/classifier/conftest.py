@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from classifier import ort
 from classifier.base import ClassifierError, Scores
 from classifier.settings import ClassifierSettings
 
@@ -45,18 +44,6 @@ class FakeClassifier:
 
     async def aclose(self) -> None:
         self.closed = True
-
-
-@pytest.fixture(scope="session")
-def onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One ONNX export cache for the session: tests that load the same checkpoint share it."""
-    return tmp_path_factory.mktemp("onnx-cache")
-
-
-@pytest.fixture(autouse=True)
-def _onnx_cache_in_tmp(onnx_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Settings without `onnx_cache_dir` export here, never under the user's home."""
-    monkeypatch.setattr(ort, "default_cache_root", lambda: onnx_cache)
 
 
 @pytest.fixture

@@ -46,12 +46,14 @@ def upstream() -> Iterator[tuple[FakeUpstream, str]]:
 
 @pytest.fixture(scope="session")
 def classifiers(
-    checkpoint_factory: Callable[[int | None], Path],
+    checkpoint_factory: Callable[[int | None], Path], onnx_cache: Path
 ) -> Iterator[dict[int, LocalClassifier]]:
     """Real in-process classifiers on tiny checkpoints: LABEL_<n> wins for every text."""
     loaded = {
         label: LocalClassifier.load(
-            ClassifierSettings(model=str(checkpoint_factory(label)), cache_size=0)
+            ClassifierSettings(
+                model=str(checkpoint_factory(label)), cache_size=0, onnx_cache_dir=str(onnx_cache)
+            )
         )
         for label in (0, 1, 2)
     }

@@ -170,7 +170,11 @@ def test_calibrate_prints_the_quantile(tmp_path: Path, checkpoint_factory: objec
         "plain line prompt\n\n"
     )
     checkpoint = checkpoint_factory(None)  # type: ignore[operator]
-    env = {**os.environ, "ROUTELLM_BERT_MODEL": str(checkpoint)}
+    env = {
+        **os.environ,
+        "ROUTELLM_BERT_MODEL": str(checkpoint),
+        "ROUTELLM_BERT_CACHE_DIR": str(tmp_path / "onnx"),
+    }
     env.pop("ROUTELLM_BERT_URL", None)
     result = subprocess.run(
         [
