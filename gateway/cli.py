@@ -38,17 +38,32 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import uvicorn
 
+    from classifier import open_classifier
     from gateway.app import create_app
 
-    uvicorn.run(
-        create_app(settings),
-        host=ns.host,
-        port=ns.port,
-        loop="uvloop",
-        http="httptools",
-        access_log=False,
-        log_level="info",
-    )
+    # An in-process model is loaded before the server starts, so one that cannot load is one
+    # line, not the traceback uvicorn prints for a failed lifespan (its batcher serves any
+    # event loop). A remote classifier only opens a connection pool: the lifespan does that.
+    classifier = None
+    if not settings.classifier.url:
+        try:
+            classifier = asyncio.run(open_classifier(settings.classifier))
+        except ClassifierError as exc:
+            print(f"routellm-gateway: {exc}", file=sys.stderr)
+            return 2
+    try:
+        uvicorn.run(
+            create_app(settings, classifier=classifier),
+            host=ns.host,
+            port=ns.port,
+            loop="uvloop",
+            http="httptools",
+            access_log=False,
+            log_level="info",
+        )
+    finally:
+        if classifier is not None:
+            asyncio.run(classifier.aclose())
     return 0
 
 
