@@ -215,7 +215,7 @@ def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response
     elif status == 404:
         message = f"no route {request.url.path}: use POST /predict, /v1/classifications, /classify"
     elif status >= 500:
-        logger.error("internal error on %s: %s", request.url.path, exc.detail)
+        logger.error("internal error on %r: %r", request.url.path, exc.detail)
     headers = {k: v for k, v in (exc.headers or {}).items() if k.lower() == "allow"}
     return Response(
         error_body(message, type_=type_, code=code), status_code=status, headers=headers
@@ -223,7 +223,7 @@ def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response
 
 
 def _unexpected_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-    logger.exception("unexpected error on %s", request.url.path, exc_info=exc)
+    logger.exception("unexpected error on %r", request.url.path, exc_info=exc)
     return Response(
         error_body("internal error in the classifier service", type_="server_error"),
         status_code=500,
