@@ -113,31 +113,21 @@ async def test_500_is_an_error_without_the_token(remote: tuple[str, FakeRemote])
         await client.aclose()
 
 
-async def test_timeout(remote: tuple[str, FakeRemote]) -> None:
+@pytest.mark.parametrize(
+    ("path", "seconds", "pattern"),
+    [
+        ("/slow", 0.2, r"timed out after 0\.2 s"),
+        ("/garbage", 2.0, "not JSON: <html>not json</html>"),
+        ("/redirect", 2.0, "answered 307"),  # redirects are not followed
+    ],
+)
+async def test_unusable_answers_are_errors(
+    remote: tuple[str, FakeRemote], path: str, seconds: float, pattern: str
+) -> None:
     url, _ = remote
-    client = RemoteClassifier(url + "/slow", timeout=0.2)
+    client = RemoteClassifier(url + path, timeout=seconds)
     try:
-        with pytest.raises(ClassifierError, match=r"timed out after 0\.2 s"):
-            await client.classify(["x"])
-    finally:
-        await client.aclose()
-
-
-async def test_garbage_body(remote: tuple[str, FakeRemote]) -> None:
-    url, _ = remote
-    client = RemoteClassifier(url + "/garbage")
-    try:
-        with pytest.raises(ClassifierError, match="not JSON: <html>not json</html>"):
-            await client.classify(["x"])
-    finally:
-        await client.aclose()
-
-
-async def test_redirects_are_not_followed(remote: tuple[str, FakeRemote]) -> None:
-    url, _ = remote
-    client = RemoteClassifier(url + "/redirect")
-    try:
-        with pytest.raises(ClassifierError, match="answered 307"):
+        with pytest.raises(ClassifierError, match=pattern):
             await client.classify(["x"])
     finally:
         await client.aclose()
