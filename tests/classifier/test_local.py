@@ -79,10 +79,11 @@ def test_not_a_sequence_classifier(
         LocalClassifier.load(ClassifierSettings(model=str(target)))
 
 
-def test_cuda_without_cuda_is_unavailable(checkpoint: Path) -> None:
+def test_cuda_without_cuda_is_unavailable(
+    checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import torch
 
-    if torch.cuda.is_available():
-        pytest.skip("this machine has CUDA")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the same on a GPU machine
     with pytest.raises(ClassifierUnavailable, match="ROUTELLM_BERT_DEVICE='cuda'"):
         LocalClassifier.load(ClassifierSettings(model=str(checkpoint), device="cuda"))
