@@ -198,17 +198,12 @@ class Proxy:
                     if opened.first_events:
                         break
                 return opened
-        except UpstreamError:
+        except BaseException as exc:
+            # Nothing has reached the client: whatever went wrong, the upstream request closes.
             if response is not None:
                 await response.aclose()
-            raise
-        except (httpx.HTTPError, TimeoutError, OSError) as exc:
-            if response is not None:
-                await response.aclose()
-            raise translate_httpx_error(exc, upstream) from exc
-        except BaseException:
-            if response is not None:
-                await response.aclose()
+            if isinstance(exc, httpx.HTTPError | TimeoutError | OSError):
+                raise translate_httpx_error(exc, upstream) from exc
             raise
 
     async def relay(self, opened: Opened) -> AsyncGenerator[bytes, None]:
