@@ -7,7 +7,7 @@ DEV_STAMP := $(VENV)/.installed-dev
 HOST ?= 127.0.0.1
 PORT ?= 6060
 
-.PHONY: help install install-dev serve classifier test lint bench clean
+.PHONY: help install install-dev system-deps serve classifier test lint bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -33,7 +33,10 @@ serve: $(STAMP)  ## run the gateway on $(HOST):$(PORT)
 classifier: $(STAMP)  ## run the classifier HTTP service on 127.0.0.1:8800
 	$(BIN)/routellm-classifier
 
-test: $(DEV_STAMP)  ## run the whole test suite
+system-deps:  ## Debian packages the tests start (redis-server, chromium, PostgreSQL); apt-get when missing
+	scripts/system-deps.sh
+
+test: $(DEV_STAMP) system-deps  ## run the whole test suite
 	$(BIN)/pytest
 
 lint: $(DEV_STAMP)  ## ruff and mypy strict
