@@ -20,8 +20,8 @@ from litestar.exceptions import HTTPException
 
 from classifier import Classifier, open_classifier
 from gateway.errors import ClientDisconnected, GatewayError, error_body
-from gateway.routes import HANDLERS
-from gateway.service import Gateway
+from gateway.flow import Gateway
+from gateway.routes import HANDLERS, provider_for
 from gateway.settings import Settings, from_environment
 
 log = logging.getLogger("routellm.gateway")
@@ -80,8 +80,9 @@ def create_app(
     )
 
 
-def gateway_error(_: Request[Any, Any, Any], exc: GatewayError) -> Response[Any]:
-    return Response(exc.body(), status_code=exc.status, headers=exc.headers)
+def gateway_error(request: Request[Any, Any, Any], exc: GatewayError) -> Response[Any]:
+    body = provider_for(request.url.path).error_body(exc)
+    return Response(body, status_code=exc.status, headers=exc.headers)
 
 
 def http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:

@@ -1,4 +1,4 @@
-"""The gateway's error tree and the one function that turns it into an OpenAI error body.
+"""The gateway's error tree, and `error_body`, the OpenAI error shape.
 
     GatewayError                      any failure a client is told about
     ├── InvalidRequest        400     malformed JSON, missing or ill-typed fields
@@ -11,12 +11,13 @@
         └── UpstreamTimeout   504     no first byte, or a stream went idle, in time
 
 Lower-layer errors (httpx) are translated into this tree in exactly one place,
-`gateway.upstream.translate_httpx_error`; `error_body` is the only place that renders it.
+`gateway.upstream.translate_httpx_error`; a provider renders it in its API's shape
+(`gateway.providers`), OpenAI's by default through `error_body`.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 
 class GatewayError(Exception):
@@ -82,6 +83,9 @@ class UpstreamError(GatewayError):
     type = "upstream_error"
     code: str | None = "upstream_error"
     retryable = True
+    scope: Literal["host", "deployment"] = "deployment"
+    """What the failure counts against: the upstream's host (refused, reset, DNS, TLS) or the
+    one model that was asked (5xx, 408/409/429, timeouts). See `gateway.breaker`."""
 
 
 class UpstreamStatus(UpstreamError):

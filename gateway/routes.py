@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import time
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
@@ -15,9 +16,9 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.response import Stream
 
 from gateway.errors import ClientDisconnected, Unauthorized
+from gateway.flow import Gateway
+from gateway.providers import ChatCompletions, Provider
 from gateway.routing import ROUTER
-from gateway.schema import parse_chat_request
-from gateway.service import Gateway
 
 T = TypeVar("T")
 
@@ -64,11 +65,20 @@ async def _disconnected(request: Request[Any, Any, Any]) -> None:
         pass
 
 
-@post("/v1/chat/completions", guards=[require_key], status_code=200)
-async def chat_completions(request: Request[Any, Any, Any], state: State) -> Response[Any]:
-    gateway: Gateway = state.gateway
-    chat = parse_chat_request(await request.body(), max_messages=gateway.settings.max_messages)
-    answer = await until_disconnect(request, gateway.complete(chat))
+CHAT = ChatCompletions()
+API_BY_PATH: dict[str, Provider] = {"/v1/chat/completions": CHAT, "/v1/route": CHAT}
+"""Which API a path speaks: its requests are parsed, and its errors rendered, by that provider."""
+
+
+def provider_for(path: str) -> Provider:
+    return API_BY_PATH.get(path, CHAT)
+
+
+async def call_upstream(request: Request[Any, Any, Any], provider: Provider) -> Response[Any]:
+    """The handler of every routed API: parse, run the flow, serialise JSON or a stream."""
+    gateway: Gateway = request.app.state.gateway
+    call = provider.parse(await request.body(), max_messages=gateway.settings.max_messages)
+    answer = await until_disconnect(request, gateway.complete(provider, call))
     if answer.frames is None:
         return Response(
             answer.content,
@@ -85,11 +95,16 @@ async def chat_completions(request: Request[Any, Any, Any], state: State) -> Res
     )
 
 
+@post("/v1/chat/completions", guards=[require_key], status_code=200)
+async def chat_completions(request: Request[Any, Any, Any]) -> Response[Any]:
+    return await call_upstream(request, CHAT)
+
+
 @post("/v1/route", guards=[require_key], status_code=200)
 async def route(request: Request[Any, Any, Any], state: State) -> dict[str, Any]:
     gateway: Gateway = state.gateway
-    chat = parse_chat_request(await request.body(), max_messages=gateway.settings.max_messages)
-    decision = await until_disconnect(request, gateway.decide(chat))
+    call = CHAT.parse(await request.body(), max_messages=gateway.settings.max_messages)
+    decision = await until_disconnect(request, gateway.decide(call))
     return decision.as_json()
 
 
@@ -109,7 +124,11 @@ async def models(state: State) -> dict[str, Any]:
 @get("/health")
 async def health(state: State) -> dict[str, Any]:
     gateway: Gateway = state.gateway
-    return {"status": "ok", "classifier": await gateway.classifier.health()}
+    return {
+        "status": "ok",
+        "classifier": await gateway.classifier.health(),
+        "breakers": gateway.forwarder.breakers.open(time.monotonic()),
+    }
 
 
 @get("/metrics", media_type="text/plain; version=0.0.4")

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
 
 from classifier.base import Classifier, ClassifierError, Scores
 from gateway.errors import InvalidRequest, ModelNotFound
@@ -28,7 +28,7 @@ ROUTER = "router"
 STRONG_LABEL = "LABEL_0"
 ROUTER_NAME = re.compile(r"^router-(?P<router>[A-Za-z0-9_]+)-(?P<threshold>.*)$")
 
-REASONS = (
+Reason = Literal[
     "mapped",
     "unmapped",
     "below_threshold",
@@ -38,7 +38,8 @@ REASONS = (
     "no_text",
     "classifier_error",
     "upstream_fallback",
-)
+]
+"""Why a decision chose its model (the `x-routellm-reason` header)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,8 +48,7 @@ class Decision:
 
     model: str
     """Client-facing name of the chosen model (a key of `Settings.models`)."""
-    reason: str
-    """One of `REASONS`."""
+    reason: Reason
     requested: str
     """The `model` the client sent."""
     label: str | None = None
@@ -89,9 +89,9 @@ class Decision:
 
 @dataclass(frozen=True, slots=True)
 class Policy:
-    """How a model name is to be served: `kind` is `direct`, `mapping` or `winrate`."""
+    """How a model name is to be served."""
 
-    kind: str
+    kind: Literal["direct", "mapping", "winrate"]
     threshold: float | None = None
 
 
@@ -116,8 +116,8 @@ def text_to_classify(messages: Sequence[Mapping[str, Any]]) -> str:
     return ""
 
 
-class Router:
-    """Turns a requested model name and messages into a `Decision`, classifying when needed."""
+class Decider:
+    """Turns a requested model name and the text to classify into a `Decision`."""
 
     def __init__(self, settings: Settings, classifier: Classifier) -> None:
         self.settings = settings
@@ -166,13 +166,13 @@ class Router:
             )
         return Policy("winrate", threshold)
 
-    async def decide(self, name: str, messages: Sequence[Mapping[str, Any]]) -> Decision:
+    async def decide(self, name: str, text: str) -> Decision:
+        """`text`: what the API's provider extracted for classification ('' when none)."""
         policy = self.policy(name)
         if policy.kind == "direct":
             return Decision(model=name, reason="direct", requested=name)
         fallback = self.settings.fallback
         assert fallback is not None  # load_settings guarantees a fallback whenever routing exists
-        text = text_to_classify(messages)
         if not text:
             return Decision(fallback, "no_text", name, threshold=policy.threshold)
         try:
@@ -187,7 +187,7 @@ class Router:
         label, top = scores.top
         threshold = policy.threshold if policy.threshold is not None else s.threshold
 
-        def decision(model: str, reason: str, score: float) -> Decision:
+        def decision(model: str, reason: Reason, score: float) -> Decision:
             return Decision(model, reason, requested, label, score, scores.as_dict(), threshold)
 
         if policy.kind == "mapping":

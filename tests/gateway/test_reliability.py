@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -251,6 +252,56 @@ def test_circuit_breaker_skips_failing_upstream_then_probes(
         assert calls() == before + 3  # probed again after the cool-down
 
 
+def test_one_models_timeouts_leave_its_neighbours_and_the_fallback_serving(
+    gateway: Gateway,
+) -> None:
+    env = {
+        "ROUTELLM_STRONG_MODEL": "hang",  # shares the "fake" upstream with weak and middle
+        "ROUTELLM_UPSTREAM_TIMEOUT": "0.3",
+        "ROUTELLM_BREAKER_FAILURES": "2",
+        "ROUTELLM_BREAKER_COOLDOWN": "30",
+    }
+    with gateway(label=0, **env) as url:
+        timeouts = [post(url, "hang").status_code for _ in range(2)]
+        skipped = post(url, "hang")
+        neighbour = post(url, "middle")
+        routed = post(url, "router", stream=True)
+        health = httpx.get(f"{url}/health").json()
+    assert timeouts == [504, 504]
+    assert skipped.status_code == 502
+    assert skipped.json()["error"]["code"] == "upstream_unavailable"
+    assert "model 'hang'" in skipped.json()["error"]["message"]
+    assert neighbour.status_code == 200
+    assert routed.status_code == 200
+    assert routed.headers["x-routellm-model"] == "weak"
+    assert routed.headers["x-routellm-reason"] == "upstream_fallback"
+    assert routed.text.endswith("data: [DONE]\n\n")
+    assert health["breakers"] == {"hosts": [], "deployments": ["fake/hang"]}
+
+
+def test_a_refused_connection_opens_the_whole_host(gateway: Gateway) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        dead = probe.getsockname()[1]  # closed again below: connections are refused
+    env = {
+        "ROUTELLM_UPSTREAM_BASE_URL": f"http://127.0.0.1:{dead}/v1",
+        "ROUTELLM_MODELS": "dead-a,dead-b",
+        "ROUTELLM_BREAKER_FAILURES": "2",
+        "ROUTELLM_BREAKER_COOLDOWN": "30",
+    }
+    with gateway(**env) as url:
+        refused = [post(url, "dead-a").json()["error"]["message"] for _ in range(2)]
+        other_model = post(url, "dead-b")
+        elsewhere = post(url, "middle")
+        health = httpx.get(f"{url}/health").json()
+    assert all("ConnectError" in message for message in refused)
+    assert other_model.status_code == 502
+    assert other_model.json()["error"]["code"] == "upstream_unavailable"
+    assert other_model.json()["error"]["message"].startswith("upstream 'default' is failing")
+    assert elsewhere.status_code == 200
+    assert health["breakers"] == {"hosts": ["default"], "deployments": []}
+
+
 def test_body_too_large_is_413(gateway: Gateway) -> None:
     with gateway(ROUTELLM_MAX_BODY_BYTES="1000") as url:
         big = [{"role": "user", "content": "x" * 2000}]
@@ -324,7 +375,7 @@ def test_logs_hold_no_keys_no_content_and_cannot_be_forged(
 
 
 def test_breaker_unit_rules() -> None:
-    from gateway.upstream import Breaker
+    from gateway.breaker import Breaker
 
     breaker = Breaker(failures=2, cooldown=10)
     assert breaker.allow(0)
@@ -353,3 +404,20 @@ async def test_event_loop_is_free_while_classifying(classifiers: dict[int, Any])
     await clf.classify([f"long text {i} " * 200 for i in range(16)])
     ticker.cancel()
     assert ticks > 3
+
+
+def test_breakers_count_each_failure_where_it_belongs() -> None:
+    from gateway.breaker import Breakers
+
+    breakers = Breakers(failures=1, cooldown=10)
+    breakers.record("up", "a", "deployment", now=0)
+    assert breakers.check("up", "a", now=1) is not None
+    assert breakers.check("up", "b", now=1) is None  # a neighbour on the same upstream
+    breakers.record("up", "b", "host", now=1)
+    blocked = breakers.check("up", "c", now=2)
+    assert blocked is not None
+    assert blocked.scope == "host"
+    assert breakers.open(now=2) == {"hosts": ["up"], "deployments": ["up/a"]}
+    assert breakers.check("up", "c", now=12) is None  # the host's probe after its cool-down
+    breakers.record("up", "c", None, now=12)
+    assert breakers.open(now=12) == {"hosts": [], "deployments": []}

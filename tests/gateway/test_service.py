@@ -7,8 +7,8 @@ from contextlib import asynccontextmanager
 
 import httpx
 
-from gateway.schema import parse_chat_request
-from gateway.service import Gateway, Relay
+from gateway.flow import Gateway, Relay
+from gateway.providers import ChatCompletions
 from gateway.settings import load_settings
 from tests.classifier.conftest import FakeClassifier
 
@@ -28,7 +28,8 @@ class TrackedStream(httpx.AsyncByteStream):
 SETTINGS = load_settings(
     {"ROUTELLM_UPSTREAM_BASE_URL": "http://up.test/v1", "ROUTELLM_MODELS": "m"}
 )
-CHAT = parse_chat_request(
+CHAT = ChatCompletions()
+CALL = CHAT.parse(
     b'{"model": "m", "stream": true, "messages": [{"role": "user", "content": "x"}]}',
     max_messages=10,
 )
@@ -43,7 +44,7 @@ async def streamed_answer(stream: TrackedStream) -> AsyncIterator[tuple[Gateway,
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
         gateway = Gateway(SETTINGS, FakeClassifier(), client)
-        answer = await gateway.complete(CHAT)
+        answer = await gateway.complete(CHAT, CALL)
         assert answer.frames is not None
         yield gateway, answer.frames
 

@@ -1,0 +1,134 @@
+"""The provider seam: what differs between upstream protocols, behind one small interface.
+
+A `Provider` is one HTTP API that clients call and upstreams serve (OpenAI Chat Completions,
+OpenAI Responses, Anthropic Messages). The gateway never translates between them: a request
+arriving on one API goes upstream on the same API. So one provider covers both sides:
+
+- the client side: `parse` validates a body into a `Call` (model, stream, the text to classify),
+  and `error_body` renders the gateway's errors in the API's own shape;
+- the upstream side: `request` builds the path, auth headers and body (model rewritten),
+  `upstream_error` reads an upstream's error answer, and `reader()` follows one stream's events,
+  re-framing them for the client and knowing when the answer is complete.
+
+Everything else (decide → open with fallback and breaker → relay → account) is written once, in
+`gateway.flow` and `gateway.upstream`, and knows no protocol.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import msgspec
+
+from gateway.errors import GatewayError, UpstreamStatus, error_body
+from gateway.settings import Upstream
+
+UpstreamKind = Literal["openai", "anthropic"]
+_encode = msgspec.json.Encoder().encode
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """A validated client request: what the flow needs to know, the body kept untouched."""
+
+    model: str
+    stream: bool
+    body: dict[str, Any]
+    text: str
+    """The text the router classifies ('' when the request has none)."""
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamRequest:
+    path: str
+    """Appended to the upstream's base URL, e.g. '/chat/completions'."""
+    headers: dict[str, str]
+    content: bytes
+
+
+class StreamFailed(Exception):
+    """An upstream stream broke its protocol (an event that is not JSON, an error event...).
+    `frame` is what the client receives instead; the relay then stops."""
+
+    def __init__(self, frame: bytes) -> None:
+        super().__init__("upstream stream failed")
+        self.frame = frame
+
+
+class StreamReader(ABC):
+    """Follows one upstream stream: one call per event, in order."""
+
+    complete = False
+    """True once the upstream said the answer is whole (its own end-of-answer event)."""
+
+    @abstractmethod
+    def frames(self, data: str) -> list[bytes]:
+        """The client frames for one upstream event's `data`; `StreamFailed` when it breaks the
+        protocol. After `ended` is true, the relay stops reading."""
+
+    @property
+    def ended(self) -> bool:
+        """The upstream's last event has been relayed: nothing more is read."""
+        return False
+
+    def closing_frames(self) -> list[bytes]:
+        """Sent when the upstream closed the stream after a complete answer (e.g. `[DONE]`
+        for Chat Completions when the upstream forgot it)."""
+        return []
+
+
+class Provider(ABC):
+    """One API, on both sides of the gateway. Subclasses hold no per-request state."""
+
+    name: str
+    """Short name used in logs, metrics and the ledger (`chat`, `responses`, `messages`)."""
+    upstream_kind: UpstreamKind = "openai"
+    """The kind of upstream that serves this API."""
+    path: str
+    """The upstream path, appended to the upstream's base URL."""
+
+    @abstractmethod
+    def parse(self, raw: bytes, *, max_messages: int) -> Call:
+        """Validate a client body; `InvalidRequest` naming the problem."""
+
+    def request(self, upstream: Upstream, upstream_model: str, call: Call) -> UpstreamRequest:
+        """The upstream request: `call.body` with only `model` rewritten, and the upstream's
+        auth. The client's own credentials are never forwarded."""
+        headers = {
+            "content-type": "application/json",
+            "accept": "text/event-stream" if call.stream else "application/json",
+            **self.auth_headers(upstream),
+        }
+        content = _encode({**call.body, "model": upstream_model})
+        return UpstreamRequest(self.path, headers, content)
+
+    def auth_headers(self, upstream: Upstream) -> dict[str, str]:
+        return {"authorization": f"Bearer {upstream.api_key}"} if upstream.api_key else {}
+
+    def upstream_error(
+        self, status: int, payload: Any, raw: bytes, headers: Mapping[str, str]
+    ) -> UpstreamStatus:
+        """An upstream's error answer (status ≥ 400; `payload` is its JSON, or None when the
+        body was not a JSON object). Both OpenAI's and Anthropic's shapes keep the message under
+        `error`, so one reading serves both; a body in neither shape becomes a generic error."""
+        if not isinstance(payload, dict) or not isinstance(payload.get("error"), dict):
+            text = raw[:500].decode("utf-8", "replace").strip()
+            message = f"upstream answered HTTP {status}" + (f": {text}" if text else "")
+            payload = error_body(message, "upstream_error", code="upstream_error")
+        kept = {k: v for k, v in headers.items() if k.lower() in ("retry-after", "retry-after-ms")}
+        return UpstreamStatus(status, payload, headers=kept)
+
+    def error_body(self, error: GatewayError) -> dict[str, Any]:
+        """The gateway's error in this API's own shape (OpenAI's unless overridden)."""
+        return error.body()
+
+    def error_frame(self, error: GatewayError) -> bytes:
+        """A failure after the first byte, as one stream event of this API."""
+        return b"data: " + _encode(self.error_body(error)) + b"\n\n"
+
+    @abstractmethod
+    def reader(self) -> StreamReader:
+        """A reader for one upstream stream."""
