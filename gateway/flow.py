@@ -5,18 +5,21 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 
 import httpx
 
 from classifier.base import Classifier
-from gateway.errors import GatewayError, Overloaded
+from gateway.errors import GatewayError, InvalidRequest, Overloaded
 from gateway.metrics import Metrics, log_request
 from gateway.providers.base import Call, Provider
 from gateway.routing import Decider, Decision
 from gateway.settings import Settings
 from gateway.upstream import Forwarder, Opened
+
+MAX_ANSWERS = 100_000
 
 
 @dataclass
@@ -75,6 +78,8 @@ class Gateway:
         self.decider = Decider(settings, classifier)
         self.forwarder = Forwarder(settings, client)
         self.metrics = Metrics()
+        self.answers: OrderedDict[str, str] = OrderedDict()
+        """Answer id → the model that made it, for calls that continue an answer (bounded)."""
 
     async def decide(self, call: Call) -> Decision:
         started = time.perf_counter()
@@ -98,7 +103,7 @@ class Gateway:
         self.metrics.inflight += 1
         handed_over = False
         try:
-            exchange.decision = await self.decide(call)
+            exchange.decision = await self._decide(provider, call)
             exchange.classify_ms = exchange.elapsed_ms()
             opened = await self.forwarder.open(provider, exchange.decision, call)
             if opened.decision.reason == "upstream_fallback":
@@ -120,9 +125,32 @@ class Gateway:
             if not handed_over:
                 self.metrics.inflight -= 1
 
+    async def _decide(self, provider: Provider, call: Call) -> Decision:
+        kind = self.decider.api_kind(call.model)  # unknown or malformed names fail here
+        if kind != provider.upstream_kind:
+            raise InvalidRequest(
+                f"{call.model!r} is served by {kind} upstreams, which do not speak this API "
+                f"(/v1/{provider.name}): call it on its own API, or use a router of "
+                f"{provider.upstream_kind} models",
+                param="model",
+            )
+        if not provider.routable and self.decider.policy(call.model).kind != "direct":
+            raise InvalidRequest(
+                f"/v1/{provider.name} is passed through for models named directly: "
+                f"{call.model!r} is a router; name a model from GET /v1/models",
+                param="model",
+                code="invalid_model",
+            )
+        owner = self.answers.get(call.previous_id) if call.previous_id else None
+        if owner is not None:
+            return self.decider.continuing(call.model, owner)
+        return await self.decide(call)
+
     def _answer(self, opened: Opened, exchange: Exchange) -> Answer:
         headers = {**opened.headers, **exchange.headers()}
         if not opened.streaming:
+            if opened.response.status_code < 300:
+                exchange.answer_id = opened.provider.answer_id(opened.content)
             media = opened.response.headers.get("content-type", "application/json")
             return Answer(
                 opened.decision, opened.response.status_code, headers, media, opened.content
@@ -130,6 +158,8 @@ class Gateway:
 
         def settle(status: int) -> None:
             self.metrics.inflight -= 1
+            if opened.reader is not None:
+                exchange.answer_id = opened.reader.answer_id
             self._done(exchange, status)
 
         relay = Relay(self.forwarder.relay(opened), opened, settle)
@@ -141,6 +171,10 @@ class Gateway:
         model = decision.model if decision else "-"
         reason = decision.reason if decision else "-"
         self.metrics.requests[(model, reason, status)] += 1
+        if exchange.answer_id is not None and decision is not None:
+            self.answers[exchange.answer_id] = decision.model
+            if len(self.answers) > MAX_ANSWERS:
+                self.answers.popitem(last=False)
         timings = {
             name: value
             for name, value in (
@@ -179,6 +213,8 @@ class Exchange:
     decision: Decision | None = None
     classify_ms: float | None = None
     first_byte_ms: float | None = None
+    answer_id: str | None = None
+    """The upstream's id for the answer, when its API lets later calls continue it."""
 
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000

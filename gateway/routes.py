@@ -17,7 +17,14 @@ from litestar.response import Stream
 
 from gateway.errors import ClientDisconnected, Unauthorized
 from gateway.flow import Gateway
-from gateway.providers import ChatCompletions, Provider
+from gateway.providers import (
+    COMPLETIONS,
+    EMBEDDINGS,
+    AnthropicMessages,
+    ChatCompletions,
+    Provider,
+    Responses,
+)
 from gateway.routing import ROUTER
 
 T = TypeVar("T")
@@ -30,15 +37,18 @@ def require_key(connection: ASGIConnection[Any, Any, Any, Any], __: BaseRouteHan
     if not keys:
         return
     scheme, _, token = connection.headers.get("authorization", "").partition(" ")
-    given = token.strip().encode()
+    if scheme.lower() == "bearer":
+        given = token.strip().encode()
+    else:  # Anthropic's clients send their key as x-api-key
+        given = connection.headers.get("x-api-key", "").strip().encode()
     # Compare with every key, always, so timing tells nothing about which prefix matched.
     matched = False
     for key in keys:
         matched |= hmac.compare_digest(given, key.encode())
-    if scheme.lower() != "bearer" or not matched:
+    if not given or not matched:
         raise Unauthorized(
-            "Incorrect or missing API key: send 'Authorization: Bearer <key>' with a key from "
-            "the gateway's ROUTELLM_API_KEYS"
+            "Incorrect or missing API key: send 'Authorization: Bearer <key>' (or 'x-api-key') "
+            "with a key from the gateway's ROUTELLM_API_KEYS"
         )
 
 
@@ -66,7 +76,14 @@ async def _disconnected(request: Request[Any, Any, Any]) -> None:
 
 
 CHAT = ChatCompletions()
-API_BY_PATH: dict[str, Provider] = {"/v1/chat/completions": CHAT, "/v1/route": CHAT}
+API_BY_PATH: dict[str, Provider] = {
+    "/v1/chat/completions": CHAT,
+    "/v1/route": CHAT,
+    "/v1/responses": Responses(),
+    "/v1/messages": AnthropicMessages(),
+    "/v1/completions": COMPLETIONS,
+    "/v1/embeddings": EMBEDDINGS,
+}
 """Which API a path speaks: its requests are parsed, and its errors rendered, by that provider."""
 
 
@@ -74,10 +91,13 @@ def provider_for(path: str) -> Provider:
     return API_BY_PATH.get(path, CHAT)
 
 
-async def call_upstream(request: Request[Any, Any, Any], provider: Provider) -> Response[Any]:
-    """The handler of every routed API: parse, run the flow, serialise JSON or a stream."""
+async def call_upstream(request: Request[Any, Any, Any]) -> Response[Any]:
+    """The handler of every API: parse, run the flow, serialise JSON or a stream."""
     gateway: Gateway = request.app.state.gateway
-    call = provider.parse(await request.body(), max_messages=gateway.settings.max_messages)
+    provider = API_BY_PATH[request.url.path]
+    call = provider.parse(
+        await request.body(), request.headers, max_messages=gateway.settings.max_messages
+    )
     answer = await until_disconnect(request, gateway.complete(provider, call))
     if answer.frames is None:
         return Response(
@@ -95,15 +115,17 @@ async def call_upstream(request: Request[Any, Any, Any], provider: Provider) -> 
     )
 
 
-@post("/v1/chat/completions", guards=[require_key], status_code=200)
-async def chat_completions(request: Request[Any, Any, Any]) -> Response[Any]:
-    return await call_upstream(request, CHAT)
+@post([path for path in API_BY_PATH if path != "/v1/route"], guards=[require_key], status_code=200)
+async def api_call(request: Request[Any, Any, Any]) -> Response[Any]:
+    return await call_upstream(request)
 
 
 @post("/v1/route", guards=[require_key], status_code=200)
 async def route(request: Request[Any, Any, Any], state: State) -> dict[str, Any]:
     gateway: Gateway = state.gateway
-    call = CHAT.parse(await request.body(), max_messages=gateway.settings.max_messages)
+    call = CHAT.parse(
+        await request.body(), request.headers, max_messages=gateway.settings.max_messages
+    )
     decision = await until_disconnect(request, gateway.decide(call))
     return decision.as_json()
 
@@ -143,4 +165,4 @@ async def metrics(state: State) -> str:
     return gateway.metrics.render(counters)
 
 
-HANDLERS = [chat_completions, route, models, health, metrics]
+HANDLERS = [api_call, route, models, health, metrics]

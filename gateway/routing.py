@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from classifier.base import Classifier, ClassifierError, Scores
 from gateway.errors import InvalidRequest, ModelNotFound
-from gateway.settings import Settings
+from gateway.settings import Settings, UpstreamKind
 
 ROUTER = "router"
 STRONG_LABEL = "LABEL_0"
@@ -38,6 +38,7 @@ Reason = Literal[
     "no_text",
     "classifier_error",
     "upstream_fallback",
+    "pinned",
 ]
 """Why a decision chose its model (the `x-routellm-reason` header)."""
 
@@ -57,11 +58,9 @@ class Decision:
     """Mapping rule: the top label's probability. RouteLLM rule: P(LABEL_0), the win rate."""
     scores: Mapping[str, float] | None = field(default=None)
     threshold: float | None = None
-
-    @property
-    def routed(self) -> bool:
-        """A routed request may move to the fallback model; a model asked for by name never."""
-        return self.reason != "direct"
+    fallback: str | None = None
+    """Where the request may move if the chosen model's upstream fails before its first byte;
+    None for a model asked for by name (never swapped) or pinned to an earlier answer."""
 
     def headers(self) -> dict[str, str]:
         return {
@@ -84,7 +83,7 @@ class Decision:
 
     def fall_back(self, model: str) -> Decision:
         """This decision moved to `model` because the chosen upstream failed."""
-        return replace(self, model=model, reason="upstream_fallback")
+        return replace(self, model=model, reason="upstream_fallback", fallback=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,7 +178,29 @@ class Decider:
             (scores,) = await self.classifier.classify([text])
         except ClassifierError:
             return Decision(fallback, "classifier_error", name, threshold=policy.threshold)
-        return self.apply(policy, scores, name)
+        return replace(self.apply(policy, scores, name), fallback=fallback)
+
+    def continuing(self, name: str, owner: str) -> Decision:
+        """A call that continues an answer `owner` made: it must reach the same upstream."""
+        models = self.settings.models
+        if self.policy(name).kind != "direct":
+            return Decision(owner, "pinned", name)
+        if models[name].upstream != models[owner].upstream:
+            raise InvalidRequest(
+                f"the previous response was made by {owner!r} on upstream "
+                f"{models[owner].upstream!r}, which {name!r} cannot reach: ask for {owner!r} "
+                "or a model on the same upstream",
+                param="previous_response_id",
+            )
+        return Decision(name, "direct", name)
+
+    def api_kind(self, name: str) -> UpstreamKind:
+        """Which API family serves `name`: its own upstream's, or for a router its models'
+        (`load_settings` makes every model of a router share one kind)."""
+        if self.policy(name).kind == "direct":
+            return self.settings.kind_of(name)
+        assert self.settings.fallback is not None
+        return self.settings.kind_of(self.settings.fallback)
 
     def apply(self, policy: Policy, scores: Scores, requested: str) -> Decision:
         """The rule itself, on scores already computed (also used by `calibrate`)."""

@@ -23,18 +23,42 @@ class ChatRequest:
     body: dict[str, Any]
 
 
-def parse_chat_request(raw: bytes, *, max_messages: int) -> ChatRequest:
+def parse_body(raw: bytes) -> dict[str, Any]:
+    """A request body as a JSON object; every API's parser starts here."""
     if not raw.strip():
-        raise InvalidRequest("The request body is empty: send a JSON chat completion request")
+        raise InvalidRequest("The request body is empty: send a JSON request body")
     try:
         body = msgspec.json.decode(raw)
     except msgspec.DecodeError as exc:
         raise InvalidRequest(f"The request body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object")
+    return body
+
+
+def model_name(body: dict[str, Any]) -> str:
     model = body.get("model")
     if not isinstance(model, str) or not model.strip():
         raise InvalidRequest("'model' is required and must be a model name string", param="model")
+    return model
+
+
+def stream_flag(body: dict[str, Any]) -> bool:
+    stream = body.get("stream", False)
+    if stream is None:
+        return False
+    if not isinstance(stream, bool):
+        raise InvalidRequest("'stream' must be a boolean", param="stream")
+    return stream
+
+
+def parse_chat_request(
+    raw: bytes, *, max_messages: int, roles: frozenset[str] = ROLES
+) -> ChatRequest:
+    """Chat Completions, and Anthropic Messages with `roles={"user", "assistant"}`: both carry
+    `messages` whose content is a string or a list of typed parts."""
+    body = parse_body(raw)
+    model = model_name(body)
     messages = body.get("messages")
     if not isinstance(messages, list):
         raise InvalidRequest("'messages' is required and must be an array", param="messages")
@@ -46,22 +70,17 @@ def parse_chat_request(raw: bytes, *, max_messages: int) -> ChatRequest:
             param="messages",
         )
     for i, message in enumerate(messages):
-        _check_message(message, f"messages[{i}]")
-    stream = body.get("stream", False)
-    if stream is None:
-        stream = False
-    if not isinstance(stream, bool):
-        raise InvalidRequest("'stream' must be a boolean", param="stream")
-    return ChatRequest(model=model, messages=messages, stream=stream, body=body)
+        _check_message(message, f"messages[{i}]", roles)
+    return ChatRequest(model=model, messages=messages, stream=stream_flag(body), body=body)
 
 
-def _check_message(message: Any, where: str) -> None:
+def _check_message(message: Any, where: str, roles: frozenset[str]) -> None:
     if not isinstance(message, dict):
         raise InvalidRequest(f"'{where}' must be an object with 'role' and 'content'", param=where)
     role = message.get("role")
-    if not isinstance(role, str) or role not in ROLES:
+    if not isinstance(role, str) or role not in roles:
         raise InvalidRequest(
-            f"'{where}.role' must be one of {', '.join(sorted(ROLES))}", param=f"{where}.role"
+            f"'{where}.role' must be one of {', '.join(sorted(roles))}", param=f"{where}.role"
         )
     content = message.get("content")
     if content is None or isinstance(content, str):

@@ -15,7 +15,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -31,15 +31,22 @@ LABEL_RE = re.compile(r"^LABEL_\d+$")
 ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
+UpstreamKind = Literal["openai", "anthropic"]
+UPSTREAM_KINDS: tuple[UpstreamKind, ...] = ("openai", "anthropic")
+
+
 @dataclass(frozen=True, slots=True)
 class Upstream:
-    """An OpenAI-compatible server the gateway forwards to."""
+    """A server the gateway forwards to: OpenAI-compatible, or Anthropic's Messages API."""
 
     name: str
     base_url: str
-    """Base URL up to and including `/v1`; `/chat/completions` is appended."""
+    """Base URL up to and including `/v1`; the API's path (`/chat/completions`...) is appended."""
     api_key: str | None = field(default=None, repr=False)
-    """Sent as `Authorization: Bearer`; never logged, never shown."""
+    """Sent as `Authorization: Bearer` (openai) or `x-api-key` (anthropic); never logged."""
+    kind: UpstreamKind = "openai"
+    """Which APIs it serves: `openai` (chat, responses, completions, embeddings) or
+    `anthropic` (messages)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +96,10 @@ class Settings:
     """Seconds an open breaker skips its upstream before probing it again."""
     log_format: str = "text"
     """`text` or `json`: one line per request, never keys or message content."""
+
+    def kind_of(self, model: str) -> UpstreamKind:
+        """The API family of the upstream serving `model` (a key of `models`)."""
+        return self.upstreams[self.models[model].upstream].kind
 
 
 def load_settings(env: Mapping[str, str], config_path: str | None = None) -> Settings:
@@ -140,6 +151,13 @@ def load_settings(env: Mapping[str, str], config_path: str | None = None) -> Set
                 f"{where} or set ROUTELLM_UPSTREAM_BASE_URL to the upstream that serves it"
             )
         models[name] = ModelTarget(name, DEFAULT_UPSTREAM, name)
+    kinds = {upstreams[models[name].upstream].kind: name for name in sources}
+    if len(kinds) > 1:
+        raise SettingsError(
+            f"the routing mixes APIs: {kinds['openai']!r} is an openai model and "
+            f"{kinds['anthropic']!r} an anthropic one; a router chooses among models of one API "
+            "(its mapping, fallback, strong and weak models must share an upstream kind)"
+        )
     for reserved in ("router",):
         if reserved in models:
             raise SettingsError(
@@ -321,7 +339,10 @@ def _upstreams(doc: Mapping[str, Any], env: Mapping[str, str], where: str) -> di
         api_key = spec.get("api_key")
         if api_key is not None:
             api_key = _substitute(str(api_key), env, f"{key}: api_key") or None
-        found[str(name)] = Upstream(str(name), base_url, api_key)
+        kind = spec.get("kind", "openai")
+        if kind not in UPSTREAM_KINDS:
+            raise SettingsError(f"{key}: kind {kind!r} is not supported: use openai or anthropic")
+        found[str(name)] = Upstream(str(name), base_url, api_key, kind)
     return found
 
 

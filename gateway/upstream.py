@@ -101,8 +101,8 @@ class Forwarder:
         try:
             return await self._attempt(provider, decision, call)
         except UpstreamError as exc:
-            fallback = self.settings.fallback
-            if not (exc.retryable and decision.routed and fallback and fallback != decision.model):
+            fallback = decision.fallback
+            if not (exc.retryable and fallback and fallback != decision.model):
                 raise
         moved = decision.fall_back(fallback)
         try:

@@ -18,15 +18,14 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from typing import Any
 
 import msgspec
 
 from gateway.errors import GatewayError, UpstreamStatus, error_body
-from gateway.settings import Upstream
+from gateway.settings import Upstream, UpstreamKind
 
-UpstreamKind = Literal["openai", "anthropic"]
 _encode = msgspec.json.Encoder().encode
 
 
@@ -39,6 +38,11 @@ class Call:
     body: dict[str, Any]
     text: str
     """The text the router classifies ('' when the request has none)."""
+    headers: Mapping[str, str] = field(default_factory=dict)
+    """Client headers of the API itself that go upstream as they are (e.g. `anthropic-beta`)."""
+    previous_id: str | None = None
+    """An earlier answer this call continues on the server that made it
+    (the Responses API's `previous_response_id`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +67,8 @@ class StreamReader(ABC):
 
     complete = False
     """True once the upstream said the answer is whole (its own end-of-answer event)."""
+    answer_id: str | None = None
+    """The upstream's id for this answer, once an event named it (see `Provider.answer_id`)."""
 
     @abstractmethod
     def frames(self, data: str) -> list[bytes]:
@@ -89,15 +95,23 @@ class Provider(ABC):
     """The kind of upstream that serves this API."""
     path: str
     """The upstream path, appended to the upstream's base URL."""
+    routable = True
+    """False for APIs only served for models named directly (embeddings, legacy completions)."""
 
     @abstractmethod
-    def parse(self, raw: bytes, *, max_messages: int) -> Call:
-        """Validate a client body; `InvalidRequest` naming the problem."""
+    def parse(self, raw: bytes, headers: Mapping[str, str], *, max_messages: int) -> Call:
+        """Validate a client body (and the API's own headers); `InvalidRequest` naming the
+        problem."""
+
+    def answer_id(self, content: bytes) -> str | None:
+        """The id of a non-streamed answer, for APIs whose later calls can refer to it."""
+        return None
 
     def request(self, upstream: Upstream, upstream_model: str, call: Call) -> UpstreamRequest:
-        """The upstream request: `call.body` with only `model` rewritten, and the upstream's
-        auth. The client's own credentials are never forwarded."""
+        """The upstream request: `call.body` with only `model` rewritten, the API's own
+        headers, and the upstream's auth. The client's credentials are never forwarded."""
         headers = {
+            **call.headers,
             "content-type": "application/json",
             "accept": "text/event-stream" if call.stream else "application/json",
             **self.auth_headers(upstream),

@@ -7,6 +7,8 @@ event re-framed as exactly `data: <one-line json>\\n\\n` and a few chunks repair
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from gateway.errors import UpstreamError
 from gateway.providers.base import Call, Provider, StreamFailed, StreamReader
 from gateway.routing import text_to_classify
@@ -18,7 +20,7 @@ class ChatCompletions(Provider):
     name = "chat"
     path = "/chat/completions"
 
-    def parse(self, raw: bytes, *, max_messages: int) -> Call:
+    def parse(self, raw: bytes, headers: Mapping[str, str], *, max_messages: int) -> Call:
         chat = parse_chat_request(raw, max_messages=max_messages)
         return Call(chat.model, chat.stream, chat.body, text_to_classify(chat.messages))
 

@@ -1,4 +1,6 @@
-"""A fake OpenAI-compatible upstream, standing for a remote LLM.
+"""A fake upstream, standing for a remote LLM, on every API path the gateway forwards to
+(`tests.gateway.fake_apis`: chat completions, responses, Anthropic messages, embeddings,
+completions).
 
 Its behaviour is chosen by the upstream model id the gateway sends (the `model:` of a config
 entry, up to a first ':'), so one server plays every part; answers name the whole id:
@@ -7,14 +9,14 @@ entry, up to a first ':'), so one server plays every part; answers name the whol
                   that carries finish_reason "stop", as many real servers do
     crlf          the same stream framed with CRLF, comments, `event:`/`id:` lines
     split         the same stream cut into 1-3 byte writes (events and CRLFs split across reads)
-    status-<N>    answers HTTP N with an OpenAI error body (429 adds Retry-After: 7)
+    status-<N>    answers HTTP N with an error body in the API's shape (429 adds Retry-After: 7)
     html-502      answers 502 with an HTML page
     redirect      answers 302 to another host
     hang          accepts the request, never sends a byte
     slow-first    sends its first byte after 1.5 s, then answers normally
     cut           sends two chunks, then closes the connection mid-stream
     stall         sends two chunks, then never another byte
-    no-done       a complete stream without the final [DONE]
+    no-done       a stream without its last event ([DONE], or the API's terminal event)
 
 It records every request (`history`), counts requests opened and finished (`open_streams`,
 `closed_streams`), and `cancelled`: requests whose connection the gateway closed before the
@@ -29,6 +31,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
+from tests.gateway.fake_apis import APIS, anthropic_error
 from tests.servers import read_request
 
 
@@ -55,7 +58,7 @@ class FakeUpstream:
         model = str(body.get("model", "ok"))
         behaviour = model.split(":", maxsplit=1)[0]
         self.open_streams += 1
-        answer = asyncio.ensure_future(self._answer(behaviour, model, body, send))
+        answer = asyncio.ensure_future(self._answer(scope["path"], behaviour, model, body, send))
         watcher = asyncio.ensure_future(_disconnect(receive))
         try:
             await asyncio.wait({answer, watcher}, return_when=asyncio.FIRST_COMPLETED)
@@ -68,7 +71,9 @@ class FakeUpstream:
             watcher.cancel()
             self.closed_streams += 1
 
-    async def _answer(self, behaviour: str, model: str, body: dict[str, Any], send: Any) -> None:
+    async def _answer(
+        self, path: str, behaviour: str, model: str, body: dict[str, Any], send: Any
+    ) -> None:
         if behaviour.startswith("status-"):
             status = int(behaviour.split("-")[1])
             extra = [(b"retry-after", b"7")] if status == 429 else []
@@ -78,7 +83,8 @@ class FakeUpstream:
                 "param": None,
                 "code": "fake",
             }
-            await _respond(send, status, json.dumps({"error": error}).encode(), extra)
+            payload = anthropic_error(status) if path == "/v1/messages" else {"error": error}
+            await _respond(send, status, json.dumps(payload).encode(), extra)
             return
         if behaviour == "redirect":
             await _respond(
@@ -92,9 +98,10 @@ class FakeUpstream:
             await asyncio.sleep(3600)
         if behaviour == "slow-first":
             await asyncio.sleep(1.5)
-        if not body.get("stream"):
+        answer, stream_frames = APIS.get(path, APIS["/v1/chat/completions"])
+        if not body.get("stream") or stream_frames is None:
             await _respond(
-                send, 200, json.dumps(completion(model)).encode(), [(b"x-request-id", b"req-123")]
+                send, 200, json.dumps(answer(model)).encode(), [(b"x-request-id", b"req-123")]
             )
             return
         await send(
@@ -104,21 +111,14 @@ class FakeUpstream:
                 "headers": [(b"content-type", b"text/event-stream"), (b"x-request-id", b"req-123")],
             }
         )
-        chunks = stream_chunks(model)
+        frames = stream_frames(model)
+        if behaviour == "no-done":
+            frames = frames[:-1]
         if behaviour == "crlf":
-            wire = (
-                b"".join(
-                    b": ping\r\nevent: message\r\nid: 1\r\ndata: "
-                    + json.dumps(c).encode()
-                    + b"\r\n\r\n"
-                    for c in chunks
-                )
-                + b"data: [DONE]\r\n\r\n"
-            )
-            await _body(send, wire)
+            prefix = b": ping\r\nevent: message\r\nid: 1\r\n"
+            await _body(send, b"".join(prefix + f.replace(b"\n", b"\r\n") for f in frames))
         elif behaviour == "split":
-            wire = b"".join(b"data: " + json.dumps(c).encode() + b"\r\n\r\n" for c in chunks)
-            wire += b"data: [DONE]\r\n\r\n"
+            wire = b"".join(f.replace(b"\n", b"\r\n") for f in frames)
             rng = random.Random(0)
             i = 0
             while i < len(wire):
@@ -127,46 +127,13 @@ class FakeUpstream:
                 await asyncio.sleep(0)
                 i += n
         else:
-            for i, chunk in enumerate(chunks):
+            for i, out in enumerate(frames):
                 if behaviour in ("cut", "stall") and i == 2:
                     if behaviour == "stall":
                         await asyncio.sleep(3600)
                     raise ConnectionResetError("fake upstream cut the stream")
-                await _body(send, b"data: " + json.dumps(chunk).encode() + b"\n\n")
-            if behaviour != "no-done":
-                await _body(send, b"data: [DONE]\n\n")
+                await _body(send, out)
         await send({"type": "http.response.body", "body": b"", "more_body": False})
-
-
-def completion(model: str) -> dict[str, Any]:
-    return {
-        "id": "chatcmpl-fake",
-        "object": "chat.completion",
-        "created": 1,
-        "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": f"Hello from {model}!"},
-                "finish_reason": "stop",
-            }
-        ],
-        "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7},
-    }
-
-
-def stream_chunks(model: str) -> list[dict[str, Any]]:
-    base = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1, "model": model}
-    deltas: list[tuple[dict[str, Any], str | None]] = [
-        ({"role": "assistant", "content": ""}, None),
-        ({"content": "Hello"}, None),
-        ({"content": f" from {model}"}, None),
-        ({"content": "!"}, "stop"),
-    ]
-    return [
-        {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": reason}]}
-        for delta, reason in deltas
-    ]
 
 
 async def _respond(

@@ -31,6 +31,7 @@ SETTINGS = load_settings(
 CHAT = ChatCompletions()
 CALL = CHAT.parse(
     b'{"model": "m", "stream": true, "messages": [{"role": "user", "content": "x"}]}',
+    {},
     max_messages=10,
 )
 

@@ -1,0 +1,74 @@
+"""Anthropic Messages (`POST /v1/messages`), for upstreams of `kind: anthropic`.
+
+Upstreams get the key as `x-api-key` and an `anthropic-version` (the client's, else
+`DEFAULT_VERSION`); `anthropic-beta` is passed on. Errors reach clients in Anthropic's shape,
+`{"type": "error", "error": {"type", "message"}}`, and a stream ends at `message_stop`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from gateway.errors import GatewayError, UpstreamStatus
+from gateway.providers.base import Call, Provider, StreamReader
+from gateway.providers.typed_events import TypedEventReader, typed_frame
+from gateway.routing import text_to_classify
+from gateway.schema import parse_chat_request
+from gateway.settings import Upstream
+
+DEFAULT_VERSION = "2023-06-01"
+FORWARDED_HEADERS = ("anthropic-version", "anthropic-beta")
+ROLES = frozenset({"user", "assistant"})
+ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    529: "overloaded_error",
+}
+
+
+class AnthropicMessages(Provider):
+    name = "messages"
+    upstream_kind = "anthropic"
+    path = "/messages"
+
+    def parse(self, raw: bytes, headers: Mapping[str, str], *, max_messages: int) -> Call:
+        chat = parse_chat_request(raw, max_messages=max_messages, roles=ROLES)
+        forwarded = {name: headers[name] for name in FORWARDED_HEADERS if name in headers}
+        forwarded.setdefault("anthropic-version", DEFAULT_VERSION)
+        return Call(
+            chat.model, chat.stream, chat.body, text_to_classify(chat.messages), headers=forwarded
+        )
+
+    def auth_headers(self, upstream: Upstream) -> dict[str, str]:
+        return {"x-api-key": upstream.api_key} if upstream.api_key else {}
+
+    def error_body(self, error: GatewayError) -> dict[str, Any]:
+        if (
+            isinstance(error, UpstreamStatus)
+            and error.status < 500
+            and error.payload.get("type") == "error"
+        ):
+            return error.payload  # the upstream's own Anthropic error, as it wrote it
+        kind = ERROR_TYPES.get(error.status, "api_error")
+        return {"type": "error", "error": {"type": kind, "message": error.message}}
+
+    def error_frame(self, error: GatewayError) -> bytes:
+        return typed_frame(self.error_body(error))
+
+    def reader(self) -> StreamReader:
+        return MessagesReader(self.error_frame)
+
+
+class MessagesReader(TypedEventReader):
+    terminal = frozenset({"message_stop"})
+
+    def seen(self, event: dict[str, Any]) -> None:
+        if self.answer_id is None and event["type"] == "message_start":
+            message = event.get("message")
+            if isinstance(message, dict) and isinstance(message.get("id"), str):
+                self.answer_id = message["id"]

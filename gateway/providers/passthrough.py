@@ -1,0 +1,36 @@
+"""APIs served for directly named models only, passed through as they are:
+`POST /v1/embeddings` and the legacy `POST /v1/completions`. There is nothing to classify, so a
+routed name is a client error."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from gateway.errors import InvalidRequest
+from gateway.providers.base import Call, Provider, StreamReader
+from gateway.providers.openai_chat import ChatReader
+from gateway.schema import model_name, parse_body, stream_flag
+
+
+class Passthrough(Provider):
+    routable = False
+
+    def __init__(self, name: str, path: str, *, streams: bool) -> None:
+        self.name = name
+        self.path = path
+        self._streams = streams
+
+    def parse(self, raw: bytes, headers: Mapping[str, str], *, max_messages: int) -> Call:
+        body = parse_body(raw)
+        stream = stream_flag(body)
+        if stream and not self._streams:
+            raise InvalidRequest(f"/v1/{self.name} does not stream", param="stream")
+        return Call(model_name(body), stream, body, "")
+
+    def reader(self) -> StreamReader:
+        # Legacy completions stream like chat: `data:` chunks with finish_reason, then [DONE].
+        return ChatReader(self)
+
+
+EMBEDDINGS = Passthrough("embeddings", "/embeddings", streams=False)
+COMPLETIONS = Passthrough("completions", "/completions", streams=True)

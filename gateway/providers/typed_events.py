@@ -1,0 +1,60 @@
+"""Streams of typed events, as the Responses and Anthropic Messages APIs send them: every event's
+data is a JSON object whose `type` is also the event's name (`event: <type>`), and the answer
+ends with a terminal event instead of `[DONE]`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from gateway.errors import GatewayError, UpstreamError
+from gateway.providers.base import StreamFailed, StreamReader
+from gateway.sse import decode_event
+
+_encode = msgspec.json.Encoder().encode
+
+
+def typed_frame(payload: dict[str, Any]) -> bytes:
+    """One event: `event: <type>` then `data: <compact json>`."""
+    return b"event: " + str(payload["type"]).encode() + b"\ndata: " + _encode(payload) + b"\n\n"
+
+
+class TypedEventReader(StreamReader):
+    """Relays each event under its own name. Subclasses name the terminal events and read the
+    answer's id."""
+
+    terminal: frozenset[str] = frozenset()
+
+    def __init__(self, error_frame: Any) -> None:
+        self._error_frame = error_frame
+        self._ended = False
+
+    @property
+    def ended(self) -> bool:
+        return self._ended
+
+    def frames(self, data: str) -> list[bytes]:
+        try:
+            event = decode_event(data)
+        except ValueError:
+            raise self._failed(f"upstream sent an event that is not JSON: {data[:200]!r}") from None
+        if not isinstance(event, dict) or not isinstance(event.get("type"), str):
+            raise self._failed(f"upstream sent an event without a type: {data[:200]!r}")
+        kind = event["type"]
+        if kind == "error":
+            self._ended = True
+            raise StreamFailed(typed_frame(event))  # the upstream's own error, as it sent it
+        self.seen(event)
+        if kind in self.terminal:
+            self._ended = self.complete = True
+        if "\n" in data or "\r" in data:
+            return [typed_frame(event)]  # multi-line data: re-encoded onto one line
+        return [b"event: " + kind.encode() + b"\ndata: " + data.encode() + b"\n\n"]
+
+    def seen(self, event: dict[str, Any]) -> None:
+        """Hook for subclasses: look at one event (its id, its usage)."""
+
+    def _failed(self, message: str) -> StreamFailed:
+        error: GatewayError = UpstreamError(message)
+        return StreamFailed(self._error_frame(error))
