@@ -10,8 +10,8 @@ heavy happens at import or in `create_app`.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import httpx
@@ -19,10 +19,13 @@ from litestar import Litestar, Request, Response
 from litestar.exceptions import HTTPException
 
 from classifier import Classifier, open_classifier
+from gateway.admin import ADMIN_HANDLERS
 from gateway.errors import ClientDisconnected, GatewayError, error_body
+from gateway.ledger import Ledger
 from gateway.routes import HANDLERS
 from gateway.service import Gateway
 from gateway.settings import Settings, from_environment
+from gateway.telemetry import Telemetry
 
 log = logging.getLogger("routellm.gateway")
 
@@ -66,8 +69,8 @@ def create_app(
                 await clf.aclose()
 
     return Litestar(
-        route_handlers=HANDLERS,
-        lifespan=[lifespan],
+        route_handlers=[*HANDLERS, *ADMIN_HANDLERS],
+        lifespan=[lifespan, savings_lifespan(settings)],
         exception_handlers={
             GatewayError: gateway_error,
             HTTPException: http_error,
@@ -78,6 +81,27 @@ def create_app(
         openapi_config=None,
         logging_config=None,
     )
+
+
+def savings_lifespan(
+    settings: Settings,
+) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
+    """Opens the decision ledger and the metrics: `app.state.settings`, `app.state.ledger`
+    (None with `ROUTELLM_LEDGER=off`) and `app.state.telemetry`. The ledger is flushed on exit."""
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        ledger = Ledger.open(settings) if settings.ledger.enabled else None
+        app.state.settings = settings
+        app.state.ledger = ledger
+        app.state.telemetry = Telemetry(settings, ledger)
+        try:
+            yield
+        finally:
+            if ledger is not None:
+                await ledger.aclose()
+
+    return lifespan
 
 
 def gateway_error(_: Request[Any, Any, Any], exc: GatewayError) -> Response[Any]:
