@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from classifier.local import LocalClassifier
-from gateway import ledger
 from classifier.settings import ClassifierSettings
+from gateway import ledger
 from gateway.app import create_app
 from gateway.settings import Settings, load_settings
 from tests.gateway.fake_upstream import FakeUpstream

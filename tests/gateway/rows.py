@@ -10,7 +10,10 @@ from gateway.pricing import Price, Usage, cost
 
 STRONG_PRICE = Price(input=2.5, output=10.0)
 WEAK_PRICE = Price(input=0.15, output=0.6, cached_input=0.075)
-PRICES_ENV = '{"strong": {"input": 2.5, "output": 10}, "weak": {"input": 0.15, "output": 0.6, "cached_input": 0.075}}'
+PRICES_ENV = (
+    '{"strong": {"input": 2.5, "output": 10},'
+    ' "weak": {"input": 0.15, "output": 0.6, "cached_input": 0.075}}'
+)
 
 
 def row(

@@ -85,7 +85,8 @@ def test_decisions_and_savings_report_the_ledger(admin_app: Callable[..., Any]) 
         dash = httpx.get(f"{url}/v1/dashboard", params={"since": "1h", "buckets": 6}).json()
         assert dash["savings"] == report
         assert sum(dash["histogram"]["counts"]) == 6
-        assert dash["fallbacks"] == 0 and dash["errors"] == {"502": 1}
+        assert dash["fallbacks"] == 0
+        assert dash["errors"] == {"502": 1}
         assert dash["latency_ms"]["classify"] == {"p50": 5.0, "p90": 5.0, "p99": 5.0}
         whatif = httpx.get(f"{url}/v1/whatif", params={"threshold": 0.3}).json()
         assert whatif["strong_share"] == pytest.approx(4 / 6)
@@ -109,7 +110,8 @@ def test_bad_queries_get_a_400_in_the_openai_shape(
         assert answer.json()["error"]["param"] == param
         assert answer.json()["error"]["type"] == "invalid_request_error"
         missing = httpx.get(f"{url}/v1/whatif")
-        assert missing.status_code == 400 and missing.json()["error"]["param"] == "threshold"
+        assert missing.status_code == 400
+        assert missing.json()["error"]["param"] == "threshold"
 
 
 def test_admin_keys_guard_the_data_but_not_the_page(admin_app: Callable[..., Any]) -> None:
@@ -129,7 +131,8 @@ def test_admin_keys_guard_the_data_but_not_the_page(admin_app: Callable[..., Any
                 == 200
             )
         page = httpx.get(f"{url}/ui/")
-        assert page.status_code == 200 and "What routing saved" in page.text
+        assert page.status_code == 200
+        assert "What routing saved" in page.text
         assert (
             httpx.get(f"{url}/ui/app.js")
             .headers["content-type"]

@@ -36,7 +36,8 @@ def test_threshold_and_nearby_table_from_the_ledger(
     assert "10 classified requests" in out[1]
     table = [line.split() for line in out[3:]]
     thresholds = [float(cells[0]) for cells in table]
-    assert thresholds == sorted(thresholds) and len(table) == 5
+    assert thresholds == sorted(thresholds)
+    assert len(table) == 5
     middle = table[2]
     assert float(middle[0]) == pytest.approx(expected, abs=5e-4)
     assert middle[1] == "30%"  # the share asked for, on the recorded traffic

@@ -129,6 +129,6 @@ def test_dashboard_shows_the_ledger_and_the_what_if_follows_the_slider(
 
 @pytest.fixture(autouse=True)
 def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Chromium and httpx talk to 127.0.0.1 only; a proxy from the environment must not interfere."""
+    """Chromium and httpx talk to 127.0.0.1 only: no proxy from the environment."""
     for var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(var, raising=False)

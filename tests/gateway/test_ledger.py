@@ -121,7 +121,8 @@ async def test_retention_deletes_rows_older_than_the_setting(
     await written(second, 1)
     kept = {r.id for r in await second.decisions(10)}
     await second.aclose()
-    assert fresh.id in kept and stale.id not in kept
+    assert fresh.id in kept
+    assert stale.id not in kept
 
 
 async def test_unwritable_path_counts_losses_and_record_returns_at_once(
@@ -143,7 +144,7 @@ async def test_unwritable_path_counts_losses_and_record_returns_at_once(
     assert stats.buffered <= 5 + 1  # the queue's bound plus the batch being retried
     failures = [r for r in caplog.records if "ledger: cannot write" in r.getMessage()]
     assert len(failures) == 1  # logged once, however many attempts failed
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match="a-file"):
         await ledger.savings()
     await ledger.aclose()
     assert ledger.stats().dropped == 50

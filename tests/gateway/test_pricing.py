@@ -114,8 +114,10 @@ def test_a_price_in_the_file_is_checked(
 
 def test_ledger_and_admin_settings() -> None:
     default = load_settings({})
-    assert default.ledger.enabled and default.ledger.location is None
-    assert default.ledger.retention_days == 30 and not default.ledger.store_prompts
+    assert default.ledger.enabled
+    assert default.ledger.location is None
+    assert default.ledger.retention_days == 30
+    assert not default.ledger.store_prompts
     off = load_settings({"ROUTELLM_LEDGER": "off"})
     assert not off.ledger.enabled
     pg = load_settings(
@@ -127,5 +129,6 @@ def test_ledger_and_admin_settings() -> None:
         }
     )
     assert pg.ledger.location == "postgresql://u@127.0.0.1/db"
-    assert pg.ledger.store_prompts and pg.ledger.retention_days == 7
+    assert pg.ledger.store_prompts
+    assert pg.ledger.retention_days == 7
     assert pg.admin_keys == ("a", "b")
