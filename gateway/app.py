@@ -19,10 +19,13 @@ from litestar import Litestar, Request, Response
 from litestar.exceptions import HTTPException
 
 from classifier import Classifier, open_classifier
+from gateway.admin import ADMIN_HANDLERS
 from gateway.errors import ClientDisconnected, GatewayError, error_body
 from gateway.flow import Gateway
+from gateway.ledger import Ledger
 from gateway.routes import HANDLERS, provider_for
 from gateway.settings import Settings, from_environment
+from gateway.telemetry import Telemetry
 
 log = logging.getLogger("routellm.gateway")
 
@@ -57,16 +60,22 @@ def create_app(
         )
         owned = classifier is None
         clf = classifier or await open_classifier(settings.classifier)
-        app.state.gateway = Gateway(settings, clf, client)
+        ledger = Ledger.open(settings) if settings.ledger.enabled else None
+        telemetry = Telemetry(settings, ledger)
+        app.state.gateway = Gateway(settings, clf, client, telemetry=telemetry, ledger=ledger)
+        app.state.settings = settings
+        app.state.ledger = ledger
         try:
             yield
         finally:
             await client.aclose()
             if owned:
                 await clf.aclose()
+            if ledger is not None:
+                await ledger.aclose()  # flushes the rows still queued
 
     return Litestar(
-        route_handlers=HANDLERS,
+        route_handlers=[*HANDLERS, *ADMIN_HANDLERS],
         lifespan=[lifespan],
         exception_handlers={
             GatewayError: gateway_error,

@@ -10,6 +10,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from classifier.base import ClassifierError
 from gateway.settings import Settings, SettingsError, load_settings
@@ -22,7 +23,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="routellm-gateway",
         description="OpenAI-compatible gateway that routes each request with RouteLLM's BERT "
-        "router. Subcommand: 'calibrate --prompts FILE [--strong-share S]'.",
+        "router. Subcommand: 'calibrate (--prompts FILE | --from-ledger [--since T]) "
+        "[--strong-share S]'.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="bind address (default loopback)")
     parser.add_argument("--port", type=int, default=6060)
@@ -103,13 +105,22 @@ def calibrate_main(argv: Sequence[str]) -> int:
         "to the strong model (RouteLLM's method: the 1-S quantile of P(LABEL_0)). It holds for "
         "traffic like these prompts only.",
     )
-    parser.add_argument("--prompts", required=True, type=Path)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--prompts", type=Path)
+    source.add_argument(
+        "--from-ledger",
+        action="store_true",
+        help="use the P(LABEL_0) recorded in the decision ledger (ROUTELLM_LEDGER)",
+    )
+    parser.add_argument("--since", help="with --from-ledger: unix seconds, ISO-8601, or 7d/24h")
     parser.add_argument("--strong-share", type=float, default=0.5)
     parser.add_argument("--config")
     ns = parser.parse_args(argv)
     if not 0.0 <= ns.strong_share <= 1.0:
         print("routellm-gateway calibrate: --strong-share must be between 0 and 1", file=sys.stderr)
         return 2
+    if ns.from_ledger:
+        return _calibrate_from_ledger(ns.config, ns.since, ns.strong_share)
     try:
         settings = load_settings(os.environ, ns.config)
         prompts = read_prompts(ns.prompts)
@@ -141,3 +152,54 @@ async def _calibrate(settings: Settings, prompts: list[str], share: float) -> fl
         await classifier.aclose()
     win_rates = np.array([s.get(STRONG_LABEL) for s in scores])
     return float(np.quantile(win_rates, 1.0 - share))
+
+
+def _calibrate_from_ledger(config: str | None, since_text: str | None, share: float) -> int:
+    """Print the threshold for `share` from recorded scores, then a table of strong share and
+    cost at nearby thresholds (the ledger's what-if rule)."""
+    from gateway.ledger import parse_since
+
+    try:
+        settings = load_settings(os.environ, config)
+        if not settings.ledger.enabled:
+            raise SettingsError("ROUTELLM_LEDGER=off: there is no ledger to calibrate from")
+        since = parse_since(since_text)
+        threshold, table, count = asyncio.run(_ledger_table(settings, since, share))
+    except (SettingsError, ValueError, OSError) as exc:
+        print(f"routellm-gateway calibrate: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # the store's own errors (SQLAlchemy), reported in one line
+        print(f"routellm-gateway calibrate: cannot read the ledger ({exc})", file=sys.stderr)
+        return 2
+    if threshold is None:
+        print("routellm-gateway calibrate: the ledger has no classified requests", file=sys.stderr)
+        return 2
+    print(f"{threshold:.5f}")
+    print(f"# {count} classified requests in the ledger; model 'router-bert-{threshold:.5f}'")
+    print(f"# {'threshold':>9}  {'strong':>7}  {'cost USD':>10}  {'saved':>6}")
+    for item in table:
+        cost = "unknown" if item["cost_usd"] is None else f"{item['cost_usd']:.4f}"
+        saved = "-" if item["saved_share"] is None else f"{item['saved_share']:.0%}"
+        strong = "-" if item["strong_share"] is None else f"{item['strong_share']:.0%}"
+        print(f"  {item['threshold']:>9.3f}  {strong:>7}  {cost:>10}  {saved:>6}")
+    return 0
+
+
+async def _ledger_table(
+    settings: Settings, since: float | None, share: float
+) -> tuple[float | None, list[dict[str, Any]], int]:
+    import numpy as np
+
+    from gateway.ledger import Ledger
+
+    ledger = Ledger.open(settings)
+    try:
+        rates = await ledger.win_rates(since)
+        if not rates:
+            return None, [], 0
+        threshold = float(np.quantile(np.array(rates), 1.0 - share))
+        nearby = sorted({min(max(threshold + d, 0.0), 1.0) for d in (-0.1, -0.05, 0, 0.05, 0.1)})
+        table = [await ledger.what_if(t, since) for t in nearby]
+    finally:
+        await ledger.aclose()
+    return threshold, table, len(rates)

@@ -4,7 +4,6 @@ account. No HTTP framework and no protocol here: handlers call in with a `Provid
 from __future__ import annotations
 
 import time
-import uuid
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
@@ -12,11 +11,14 @@ from dataclasses import dataclass, field
 import httpx
 
 from classifier.base import Classifier
-from gateway.errors import GatewayError, InvalidRequest, Overloaded
-from gateway.metrics import Metrics, log_request
+from gateway.errors import GatewayError, InvalidRequest, Overloaded, UpstreamError, UpstreamStatus
+from gateway.ledger import DecisionRow, Ledger, new_request_id
+from gateway.metrics import log_request
+from gateway.pricing import Usage, cost
 from gateway.providers.base import Call, Provider
 from gateway.routing import Decider, Decision
 from gateway.settings import Settings
+from gateway.telemetry import Telemetry
 from gateway.upstream import Forwarder, Opened
 
 MAX_ANSWERS = 100_000
@@ -68,16 +70,25 @@ class Relay:
 
 
 class Gateway:
-    """Everything a request needs, built once per app: settings, decider, forwarder, metrics."""
+    """Everything a request needs, built once per app: settings, decider, forwarder, and the
+    accounts (telemetry, ledger)."""
 
     def __init__(
-        self, settings: Settings, classifier: Classifier, client: httpx.AsyncClient
+        self,
+        settings: Settings,
+        classifier: Classifier,
+        client: httpx.AsyncClient,
+        *,
+        telemetry: Telemetry | None = None,
+        ledger: Ledger | None = None,
     ) -> None:
         self.settings = settings
         self.classifier = classifier
         self.decider = Decider(settings, classifier)
-        self.forwarder = Forwarder(settings, client)
-        self.metrics = Metrics()
+        self.telemetry = telemetry or Telemetry(settings)
+        self.ledger = ledger
+        self.forwarder = Forwarder(settings, client, on_error=self._upstream_failed)
+        self.inflight = 0
         self.answers: OrderedDict[str, str] = OrderedDict()
         """Answer id → the model that made it, for calls that continue an answer (bounded)."""
 
@@ -85,8 +96,7 @@ class Gateway:
         started = time.perf_counter()
         decision = await self.decider.decide(call.model, call.text)
         if decision.reason != "direct":
-            self.metrics.classify_seconds += time.perf_counter() - started
-            self.metrics.classify_count += 1
+            self.telemetry.classified(time.perf_counter() - started)
         return decision
 
     async def complete(self, provider: Provider, call: Call) -> Answer:
@@ -95,35 +105,47 @@ class Gateway:
         `GatewayError` raised, carries the request id and the decision in its headers."""
         exchange = Exchange(provider, call)
         cap = self.settings.max_concurrency
-        if self.metrics.inflight >= cap:
+        if self.inflight >= cap:
             raise Overloaded(
                 f"The gateway has {cap} requests in flight: retry shortly",
                 headers={"retry-after": "1", **exchange.headers()},
             )
-        self.metrics.inflight += 1
+        self._enter()
         handed_over = False
         try:
             exchange.decision = await self._decide(provider, call)
             exchange.classify_ms = exchange.elapsed_ms()
             opened = await self.forwarder.open(provider, exchange.decision, call)
-            if opened.decision.reason == "upstream_fallback":
-                self.metrics.upstream_errors[(exchange.decision.model, "fallback")] += 1
             exchange.decision = opened.decision
             exchange.first_byte_ms = exchange.elapsed_ms()
+            self.telemetry.first_byte(
+                opened.decision.model, (exchange.first_byte_ms - exchange.classify_ms) / 1000
+            )
             answer = self._answer(opened, exchange)
             handed_over = answer.frames is not None
             if not handed_over:
                 self._done(exchange, opened.response.status_code)
             return answer
         except GatewayError as exc:
-            if exchange.decision is not None:
-                self.metrics.upstream_errors[(exchange.decision.model, str(exc.code))] += 1
             exc.headers = {**exchange.headers(), **exc.headers}
             self._done(exchange, exc.status)
             raise
         finally:
             if not handed_over:
-                self.metrics.inflight -= 1
+                self._leave()
+
+    def _enter(self) -> None:
+        self.inflight += 1
+        self.telemetry.inflight(self.inflight)
+
+    def _leave(self) -> None:
+        self.inflight -= 1
+        self.telemetry.inflight(self.inflight)
+
+    def _upstream_failed(self, model: str, error: UpstreamError) -> None:
+        """Every failed upstream attempt, a fallback's included."""
+        code = error.upstream_status if isinstance(error, UpstreamStatus) else error.code
+        self.telemetry.upstream_error(model, code)
 
     async def _decide(self, provider: Provider, call: Call) -> Decision:
         kind = self.decider.api_kind(call.model)  # unknown or malformed names fail here
@@ -150,31 +172,67 @@ class Gateway:
         headers = {**opened.headers, **exchange.headers()}
         if not opened.streaming:
             if opened.response.status_code < 300:
-                exchange.answer_id = opened.provider.answer_id(opened.content)
+                facts = opened.provider.facts(opened.content)
+                exchange.answer_id, exchange.usage = facts.id, facts.usage
             media = opened.response.headers.get("content-type", "application/json")
             return Answer(
                 opened.decision, opened.response.status_code, headers, media, opened.content
             )
 
         def settle(status: int) -> None:
-            self.metrics.inflight -= 1
+            self._leave()
             if opened.reader is not None:
                 exchange.answer_id = opened.reader.answer_id
+                exchange.usage = opened.reader.usage
             self._done(exchange, status)
 
         relay = Relay(self.forwarder.relay(opened), opened, settle)
         return Answer(opened.decision, 200, headers, "text/event-stream", frames=relay)
 
     def _done(self, exchange: Exchange, status: int) -> None:
-        """Account for one finished request: metrics and its log line."""
+        """Account for one finished request: its cost, metrics, ledger row and log line."""
         decision = exchange.decision
         model = decision.model if decision else "-"
         reason = decision.reason if decision else "-"
-        self.metrics.requests[(model, reason, status)] += 1
         if exchange.answer_id is not None and decision is not None:
             self.answers[exchange.answer_id] = decision.model
             if len(self.answers) > MAX_ANSWERS:
                 self.answers.popitem(last=False)
+        usage = exchange.usage
+        prices = self.settings.models
+        spent = cost(prices[model].price, usage) if model in prices else None
+        baseline = self.settings.baseline
+        would_have = cost(prices[baseline].price, usage) if baseline else None
+        self.telemetry.request_done(
+            model, reason, status, usage=usage, cost=spent, baseline_cost=would_have
+        )
+        total_ms = exchange.elapsed_ms()
+        if self.ledger is not None:
+            self.ledger.record(
+                DecisionRow(
+                    id=exchange.id,
+                    created=exchange.created,
+                    requested=exchange.call.model,
+                    model=model,
+                    reason=reason,
+                    status=status,
+                    stream=exchange.call.stream,
+                    label=decision.label if decision else None,
+                    score=decision.score if decision else None,
+                    scores=decision.scores if decision else None,
+                    threshold=decision.threshold if decision else None,
+                    input_tokens=usage.input_tokens if usage else None,
+                    output_tokens=usage.output_tokens if usage else None,
+                    cached_input_tokens=usage.cached_input_tokens if usage else None,
+                    cost_usd=spent,
+                    baseline_cost_usd=would_have,
+                    classify_ms=exchange.classify_ms,
+                    first_byte_ms=exchange.first_byte_ms,
+                    total_ms=total_ms,
+                    endpoint=exchange.provider.name,
+                    prompt=exchange.call.text or None,
+                )
+            )
         timings = {
             name: value
             for name, value in (
@@ -196,7 +254,7 @@ class Gateway:
                 "status": status,
                 "stream": exchange.call.stream,
                 **timings,
-                "total_ms": exchange.elapsed_ms(),
+                "total_ms": total_ms,
             },
         )
 
@@ -207,14 +265,16 @@ class Exchange:
 
     provider: Provider
     call: Call
-    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    id: str = field(default_factory=new_request_id)
     """The request id: `x-routellm-request-id`, the log line's and the ledger row's id."""
+    created: float = field(default_factory=time.time)
     started: float = field(default_factory=time.perf_counter)
     decision: Decision | None = None
     classify_ms: float | None = None
     first_byte_ms: float | None = None
     answer_id: str | None = None
     """The upstream's id for the answer, when its API lets later calls continue it."""
+    usage: Usage | None = None
 
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000

@@ -26,6 +26,7 @@ from gateway.providers import (
     Responses,
 )
 from gateway.routing import ROUTER
+from gateway.telemetry import CONTENT_TYPE
 
 T = TypeVar("T")
 
@@ -153,16 +154,13 @@ async def health(state: State) -> dict[str, Any]:
     }
 
 
-@get("/metrics", media_type="text/plain; version=0.0.4")
-async def metrics(state: State) -> str:
+@get("/metrics", media_type=CONTENT_TYPE)
+async def metrics(state: State) -> bytes:
     gateway: Gateway = state.gateway
-    report = await gateway.classifier.health()
-    counters = {
-        f"routellm_classifier_{key}": float(value)
-        for key, value in report.items()
-        if isinstance(value, int | float) and not isinstance(value, bool)
-    }
-    return gateway.metrics.render(counters)
+    return gateway.telemetry.render(
+        classifier=await gateway.classifier.health(),
+        breakers=gateway.forwarder.breakers.open(time.monotonic()),
+    )
 
 
 HANDLERS = [api_call, route, models, health, metrics]

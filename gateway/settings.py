@@ -13,15 +13,23 @@ import math
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
 from classifier.settings import ClassifierSettings, SettingsError
+from gateway.pricing import Price
 
-__all__ = ["ModelTarget", "Settings", "SettingsError", "Upstream", "load_settings"]
+__all__ = [
+    "LedgerSettings",
+    "ModelTarget",
+    "Settings",
+    "SettingsError",
+    "Upstream",
+    "load_settings",
+]
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_STRONG = "gpt-4o"
@@ -57,6 +65,22 @@ class ModelTarget:
     upstream: str
     upstream_model: str
     """The id sent upstream in the `model` field (default: the name itself)."""
+    price: Price | None = None
+    """USD per million tokens (`price:` in the file, `ROUTELLM_PRICES`); None: cost unknown."""
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerSettings:
+    """Where the decision ledger lives and what it keeps (`ROUTELLM_LEDGER*`)."""
+
+    location: str | None = None
+    """A SQLite file path or a `postgresql://` URL; None: a file in the user's state directory."""
+    enabled: bool = True
+    """False with `ROUTELLM_LEDGER=off`: nothing is recorded and the admin data routes say so."""
+    retention_days: float = 30.0
+    """Rows older than this are deleted."""
+    store_prompts: bool = False
+    """`ROUTELLM_LEDGER_PROMPTS=1`: also keep the classified text. Default: never stored."""
 
 
 @dataclass(frozen=True)
@@ -96,6 +120,12 @@ class Settings:
     """Seconds an open breaker skips its upstream before probing it again."""
     log_format: str = "text"
     """`text` or `json`: one line per request, never keys or message content."""
+    baseline: str | None = None
+    """Savings are measured against this model answering the same tokens (None: no baseline)."""
+    ledger: LedgerSettings = field(default_factory=LedgerSettings)
+    """The decision ledger behind `/v1/decisions`, `/v1/savings` and `/ui`."""
+    admin_keys: tuple[str, ...] = field(default=(), repr=False)
+    """Bearer keys for the admin data routes; empty with `api_keys` set: those routes answer 403."""
 
     def kind_of(self, model: str) -> UpstreamKind:
         """The API family of the upstream serving `model` (a key of `models`)."""
@@ -165,6 +195,10 @@ def load_settings(env: Mapping[str, str], config_path: str | None = None) -> Set
             )
 
     keys = tuple(k.strip() for k in env.get("ROUTELLM_API_KEYS", "").split(",") if k.strip())
+    _apply_prices(env, models)
+    baseline = _baseline(
+        env, routing=routing, where=where, models=models, strong=strong, mapping=mapping
+    )
     log_format = env.get("ROUTELLM_LOG_FORMAT", "text").strip().lower() or "text"
     if log_format not in ("text", "json"):
         raise SettingsError(
@@ -190,6 +224,11 @@ def load_settings(env: Mapping[str, str], config_path: str | None = None) -> Set
         breaker_failures=int(_positive(env, "ROUTELLM_BREAKER_FAILURES", 5, integer=True)),
         breaker_cooldown=_positive(env, "ROUTELLM_BREAKER_COOLDOWN", 30.0),
         log_format=log_format,
+        baseline=baseline,
+        ledger=_ledger(env),
+        admin_keys=tuple(
+            k.strip() for k in env.get("ROUTELLM_ADMIN_KEYS", "").split(",") if k.strip()
+        ),
     )
 
 
@@ -360,8 +399,103 @@ def _models(
         upstream_model = spec.get("model", name)
         if not isinstance(upstream_model, str) or not upstream_model:
             raise SettingsError(f"{key}: `model` must be the id the upstream expects")
-        found[str(name)] = ModelTarget(str(name), spec["upstream"], upstream_model)
+        price = _price(spec["price"], f"{key}: price") if "price" in spec else None
+        found[str(name)] = ModelTarget(str(name), spec["upstream"], upstream_model, price)
     return found
+
+
+def _price(spec: Any, name: str) -> Price:
+    example = "{input: 2.50, output: 10.00, cached_input: 1.25}"
+    if not isinstance(spec, dict) or not {"input", "output"} <= set(spec):
+        raise SettingsError(f"{name} needs input and output in USD per million tokens: {example}")
+    unknown = set(spec) - {"input", "output", "cached_input"}
+    if unknown:
+        raise SettingsError(f"{name}: unknown key {sorted(unknown)[0]!r}: use {example}")
+    values: dict[str, float | None] = {"cached_input": None}
+    for key, raw in spec.items():
+        ok = isinstance(raw, int | float) and not isinstance(raw, bool)
+        if not ok or not 0 <= raw < math.inf:
+            raise SettingsError(f"{name}: {key}={raw!r} must be a number of USD ≥ 0: {example}")
+        values[key] = float(raw)
+    return Price(values["input"] or 0.0, values["output"] or 0.0, values["cached_input"])
+
+
+def _apply_prices(env: Mapping[str, str], models: dict[str, ModelTarget]) -> None:
+    """`ROUTELLM_PRICES` overrides the file's prices, model by model."""
+    raw = env.get("ROUTELLM_PRICES", "").strip()
+    if not raw:
+        return
+    example = '\'{"gpt-4o": {"input": 2.5, "output": 10}}\''
+    try:
+        doc: Any = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise SettingsError(
+            f"ROUTELLM_PRICES is not valid JSON ({exc.msg} at char {exc.pos}): write {example}"
+        ) from None
+    if not isinstance(doc, dict):
+        raise SettingsError(f"ROUTELLM_PRICES must be an object of model → price, e.g. {example}")
+    for name, spec in doc.items():
+        if name not in models:
+            known = ", ".join(sorted(models))
+            raise SettingsError(
+                f"ROUTELLM_PRICES prices {name!r}, which the gateway does not serve "
+                f"(known: {known})"
+            )
+        models[name] = replace(models[name], price=_price(spec, f"ROUTELLM_PRICES: {name}"))
+
+
+def _baseline(
+    env: Mapping[str, str],
+    *,
+    routing: Mapping[str, Any],
+    where: str,
+    models: Mapping[str, ModelTarget],
+    strong: str | None,
+    mapping: Mapping[str, str] | None,
+) -> str | None:
+    explicit = env.get("ROUTELLM_BASELINE_MODEL") or _opt_str(routing, "baseline", where)
+    if explicit and explicit not in models:
+        source = "ROUTELLM_BASELINE_MODEL" if env.get("ROUTELLM_BASELINE_MODEL") else "baseline"
+        raise SettingsError(
+            f"{source} names {explicit!r}, which the gateway does not serve: name one of "
+            f"{', '.join(sorted(models))}"
+        )
+    return explicit or strong or (mapping or {}).get("LABEL_0")
+
+
+def _days(raw: str) -> float:
+    if not raw.strip():
+        return 30.0
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < math.inf:
+        raise SettingsError(
+            f"ROUTELLM_LEDGER_RETENTION_DAYS={raw!r} must be a positive number of days, e.g. 30"
+        )
+    return value
+
+
+def _ledger(env: Mapping[str, str]) -> LedgerSettings:
+    location = env.get("ROUTELLM_LEDGER", "").strip() or None
+    enabled = location is None or location.lower() != "off"
+    if location and enabled and "://" in location:
+        scheme = location.split("://", 1)[0].lower()
+        if scheme not in ("postgresql", "postgres", "postgresql+psycopg", "sqlite"):
+            raise SettingsError(
+                f"ROUTELLM_LEDGER uses {scheme}://, which is not supported: give a SQLite file "
+                "path, a postgresql:// URL, or off"
+            )
+    prompts = env.get("ROUTELLM_LEDGER_PROMPTS", "0").strip().lower()
+    if prompts not in ("", "0", "1", "false", "true", "no", "yes"):
+        raise SettingsError(f"ROUTELLM_LEDGER_PROMPTS={prompts!r} must be 1 or 0")
+    return LedgerSettings(
+        location=location if enabled else None,
+        enabled=enabled,
+        retention_days=_days(env.get("ROUTELLM_LEDGER_RETENTION_DAYS", "")),
+        store_prompts=prompts in ("1", "true", "yes"),
+    )
 
 
 def from_environment(config_path: str | None = None) -> Settings:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import httpx
@@ -91,10 +91,18 @@ class Opened:
 class Forwarder:
     """Sends calls to the upstream of a decision, with fallback, deadlines and breakers."""
 
-    def __init__(self, settings: Settings, client: httpx.AsyncClient) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        client: httpx.AsyncClient,
+        *,
+        on_error: Callable[[str, UpstreamError], None] = lambda model, error: None,
+    ) -> None:
         self.settings = settings
         self.client = client
         self.breakers = Breakers(settings.breaker_failures, settings.breaker_cooldown)
+        self.on_error = on_error
+        """Told of every failed attempt (the model, the error), a recovered one included."""
 
     async def open(self, provider: Provider, decision: Decision, call: Call) -> Opened:
         """Send `call` for `decision` and wait for its first byte; fall back once if allowed."""
@@ -127,6 +135,7 @@ class Forwarder:
         try:
             opened = await self._send(provider, decision, upstream, target.upstream_model, call)
         except UpstreamError as exc:
+            self.on_error(target.name, exc)
             failed = isinstance(exc, UpstreamStatus) and not exc.retryable
             scope = None if failed else exc.scope
             self.breakers.record(upstream.name, target.name, scope, time.monotonic())
@@ -168,7 +177,7 @@ class Forwarder:
                     opened.content = await response.aread()
                     await response.aclose()
                     return opened
-                opened.reader = provider.reader()
+                opened.reader = provider.reader(call)
                 opened.chunks = response.aiter_bytes()
                 async for chunk in opened.chunks:
                     opened.first_events = opened.parser.feed(chunk)

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from gateway.errors import GatewayError, UpstreamStatus
+from gateway.pricing import Usage
 from gateway.providers.base import Call, Provider, StreamReader
 from gateway.providers.typed_events import TypedEventReader, typed_frame
 from gateway.routing import text_to_classify
@@ -60,15 +61,28 @@ class AnthropicMessages(Provider):
     def error_frame(self, error: GatewayError) -> bytes:
         return typed_frame(self.error_body(error))
 
-    def reader(self) -> StreamReader:
+    def usage(self, answer: dict[str, Any]) -> Usage | None:
+        return Usage.from_anthropic(answer.get("usage"))
+
+    def reader(self, call: Call) -> StreamReader:
         return MessagesReader(self.error_frame)
 
 
 class MessagesReader(TypedEventReader):
     terminal = frozenset({"message_stop"})
 
+    def __init__(self, error_frame: Any) -> None:
+        super().__init__(error_frame)
+        self._started: Any = None
+
     def seen(self, event: dict[str, Any]) -> None:
-        if self.answer_id is None and event["type"] == "message_start":
-            message = event.get("message")
-            if isinstance(message, dict) and isinstance(message.get("id"), str):
+        """`message_start` carries the id and the input tokens; each `message_delta` the output
+        tokens so far."""
+        if event["type"] == "message_start" and isinstance(event.get("message"), dict):
+            message = event["message"]
+            if isinstance(message.get("id"), str):
                 self.answer_id = message["id"]
+            self._started = message.get("usage")
+            self.usage = Usage.from_anthropic(self._started)
+        elif event["type"] == "message_delta" and isinstance(event.get("usage"), dict):
+            self.usage = Usage.from_anthropic(self._started, event["usage"].get("output_tokens"))

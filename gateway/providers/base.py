@@ -19,14 +19,18 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
 from gateway.errors import GatewayError, UpstreamStatus, error_body
+from gateway.pricing import Usage
 from gateway.settings import Upstream, UpstreamKind
 
 _encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder().decode
+Api = Literal["chat", "responses", "messages", "completions", "embeddings"]
+"""The APIs the gateway serves; a provider's `name`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +57,12 @@ class UpstreamRequest:
     content: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class AnswerFacts:
+    id: str | None
+    usage: Usage | None
+
+
 class StreamFailed(Exception):
     """An upstream stream broke its protocol (an event that is not JSON, an error event...).
     `frame` is what the client receives instead; the relay then stops."""
@@ -69,6 +79,8 @@ class StreamReader(ABC):
     """True once the upstream said the answer is whole (its own end-of-answer event)."""
     answer_id: str | None = None
     """The upstream's id for this answer, once an event named it (see `Provider.answer_id`)."""
+    usage: Usage | None = None
+    """The tokens the upstream reported for this answer, once it did."""
 
     @abstractmethod
     def frames(self, data: str) -> list[bytes]:
@@ -89,8 +101,8 @@ class StreamReader(ABC):
 class Provider(ABC):
     """One API, on both sides of the gateway. Subclasses hold no per-request state."""
 
-    name: str
-    """Short name used in logs, metrics and the ledger (`chat`, `responses`, `messages`)."""
+    name: Api
+    """Used in logs, metrics and the ledger."""
     upstream_kind: UpstreamKind = "openai"
     """The kind of upstream that serves this API."""
     path: str
@@ -103,9 +115,23 @@ class Provider(ABC):
         """Validate a client body (and the API's own headers); `InvalidRequest` naming the
         problem."""
 
-    def answer_id(self, content: bytes) -> str | None:
-        """The id of a non-streamed answer, for APIs whose later calls can refer to it."""
+    def facts(self, content: bytes) -> AnswerFacts:
+        """What the flow records of a whole (non-streamed) answer."""
+        try:
+            answer = _decode(content)
+        except msgspec.DecodeError:
+            return AnswerFacts(None, None)
+        if not isinstance(answer, dict):
+            return AnswerFacts(None, None)
+        return AnswerFacts(self.answer_id(answer), self.usage(answer))
+
+    def answer_id(self, answer: dict[str, Any]) -> str | None:
+        """The id of an answer, for APIs whose later calls can refer to it."""
         return None
+
+    def usage(self, answer: dict[str, Any]) -> Usage | None:
+        """The tokens an answer reports (OpenAI's `usage` unless overridden)."""
+        return Usage.from_openai(answer.get("usage"))
 
     def request(self, upstream: Upstream, upstream_model: str, call: Call) -> UpstreamRequest:
         """The upstream request: `call.body` with only `model` rewritten, the API's own
@@ -144,5 +170,5 @@ class Provider(ABC):
         return b"data: " + _encode(self.error_body(error)) + b"\n\n"
 
     @abstractmethod
-    def reader(self) -> StreamReader:
-        """A reader for one upstream stream."""
+    def reader(self, call: Call) -> StreamReader:
+        """A reader for the upstream stream answering `call`."""

@@ -3,17 +3,29 @@
 Streams are `data: <json>` events ended by `data: [DONE]`. Strict clients (Chuanhu) need every
 event re-framed as exactly `data: <one-line json>\\n\\n` and a few chunks repaired
 (`gateway.sse.ChunkRepair`); the answer is complete once a choice carried a `finish_reason`.
+
+To count a stream's tokens the gateway asks the upstream for usage
+(`stream_options.include_usage`) when the client did not, and then removes what that adds (the
+usage-only chunk and the `"usage": null` key on every other chunk), so the client gets exactly
+the stream it asked for.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
+
+import msgspec
 
 from gateway.errors import UpstreamError
-from gateway.providers.base import Call, Provider, StreamFailed, StreamReader
+from gateway.pricing import Usage
+from gateway.providers.base import Call, Provider, StreamFailed, StreamReader, UpstreamRequest
 from gateway.routing import text_to_classify
 from gateway.schema import parse_chat_request
+from gateway.settings import Upstream
 from gateway.sse import DONE, DONE_FRAME, ChunkRepair, decode_event, frame
+
+_encode = msgspec.json.Encoder().encode
 
 
 class ChatCompletions(Provider):
@@ -24,15 +36,32 @@ class ChatCompletions(Provider):
         chat = parse_chat_request(raw, max_messages=max_messages)
         return Call(chat.model, chat.stream, chat.body, text_to_classify(chat.messages))
 
-    def reader(self) -> StreamReader:
-        return ChatReader(self)
+    def request(self, upstream: Upstream, upstream_model: str, call: Call) -> UpstreamRequest:
+        built = super().request(upstream, upstream_model, call)
+        if not call.stream or asks_usage(call.body):
+            return built
+        options = call.body.get("stream_options")
+        added = {**(options if isinstance(options, dict) else {}), "include_usage": True}
+        body = {**call.body, "model": upstream_model, "stream_options": added}
+        return UpstreamRequest(built.path, built.headers, _encode(body))
+
+    def reader(self, call: Call) -> StreamReader:
+        return ChatReader(self, strip_usage=call.stream and not asks_usage(call.body))
+
+
+def asks_usage(body: Mapping[str, Any]) -> bool:
+    options = body.get("stream_options")
+    return isinstance(options, dict) and options.get("include_usage") is True
 
 
 class ChatReader(StreamReader):
-    def __init__(self, provider: Provider) -> None:
+    """Chat Completions and legacy Completions streams (`data:` chunks, then `[DONE]`)."""
+
+    def __init__(self, provider: Provider, *, strip_usage: bool = False) -> None:
         self._provider = provider
         self._repair = ChunkRepair()
         self._done = False
+        self._strip_usage = strip_usage
 
     @property
     def ended(self) -> bool:
@@ -52,6 +81,12 @@ class ChatReader(StreamReader):
             # The upstream's own error event reaches the client as it is; the stream ends.
             self._done = True
             raise StreamFailed(frame(chunk))
+        if chunk.get("usage") is not None:
+            self.usage = Usage.from_openai(chunk["usage"])
+        if self._strip_usage:
+            chunk.pop("usage", None)
+            if chunk.get("choices") == []:
+                return []  # the usage-only chunk the gateway asked for itself
         frames = self._repair.frames(chunk)
         self.complete = self._repair.finished
         return frames

@@ -11,9 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import msgspec
-
 from gateway.errors import GatewayError, InvalidRequest
+from gateway.pricing import Usage
 from gateway.providers.base import Call, Provider, StreamReader
 from gateway.providers.typed_events import TypedEventReader, typed_frame
 from gateway.schema import model_name, parse_body, stream_flag
@@ -41,11 +40,7 @@ class Responses(Provider):
             )
         return Call(model, stream_flag(body), body, latest_user_text(items), previous_id=previous)
 
-    def answer_id(self, content: bytes) -> str | None:
-        try:
-            answer = msgspec.json.decode(content)
-        except msgspec.DecodeError:
-            return None
+    def answer_id(self, answer: dict[str, Any]) -> str | None:
         return _response_id(answer)
 
     def error_frame(self, error: GatewayError) -> bytes:
@@ -53,7 +48,7 @@ class Responses(Provider):
             {"type": "error", "code": error.code, "message": error.message, "param": error.param}
         )
 
-    def reader(self) -> StreamReader:
+    def reader(self, call: Call) -> StreamReader:
         return ResponsesReader(self.error_frame)
 
 
@@ -61,8 +56,11 @@ class ResponsesReader(TypedEventReader):
     terminal = frozenset({"response.completed", "response.failed", "response.incomplete"})
 
     def seen(self, event: dict[str, Any]) -> None:
+        response = event.get("response")
         if self.answer_id is None and event["type"] == "response.created":
-            self.answer_id = _response_id(event.get("response"))
+            self.answer_id = _response_id(response)
+        if event["type"] in self.terminal and isinstance(response, dict):
+            self.usage = Usage.from_openai(response.get("usage"))
 
 
 def latest_user_text(items: str | list[Any] | None) -> str:

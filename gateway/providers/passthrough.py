@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from gateway.errors import InvalidRequest
-from gateway.providers.base import Call, Provider, StreamReader
+from gateway.providers.base import Api, Call, Provider, StreamReader
 from gateway.providers.openai_chat import ChatReader
 from gateway.schema import model_name, parse_body, stream_flag
 
@@ -15,7 +15,7 @@ from gateway.schema import model_name, parse_body, stream_flag
 class Passthrough(Provider):
     routable = False
 
-    def __init__(self, name: str, path: str, *, streams: bool) -> None:
+    def __init__(self, name: Api, path: str, *, streams: bool) -> None:
         self.name = name
         self.path = path
         self._streams = streams
@@ -27,7 +27,7 @@ class Passthrough(Provider):
             raise InvalidRequest(f"/v1/{self.name} does not stream", param="stream")
         return Call(model_name(body), stream, body, "")
 
-    def reader(self) -> StreamReader:
+    def reader(self, call: Call) -> StreamReader:
         # Legacy completions stream like chat: `data:` chunks with finish_reason, then [DONE].
         return ChatReader(self)
 

@@ -50,8 +50,16 @@ def stream_chunks(model: str) -> list[dict[str, Any]]:
     ]
 
 
-def chat_frames(model: str) -> list[bytes]:
-    return [_data(c) for c in stream_chunks(model)] + [b"data: [DONE]\n\n"]
+def chat_frames(model: str, body: dict[str, Any]) -> list[bytes]:
+    """With `stream_options.include_usage`, as OpenAI streams: `"usage": null` on every chunk
+    and a usage-only chunk (empty `choices`) before `[DONE]`."""
+    chunks = stream_chunks(model)
+    options = body.get("stream_options") or {}
+    if options.get("include_usage"):
+        chunks = [{**c, "usage": None} for c in chunks]
+        usage = completion(model)["usage"]
+        chunks.append({**chunks[0], "choices": [], "usage": usage})
+    return [_data(c) for c in chunks] + [b"data: [DONE]\n\n"]
 
 
 def response(model: str, rid: str, status: str = "completed") -> dict[str, Any]:
@@ -93,7 +101,7 @@ def responses_answer(model: str) -> dict[str, Any]:
     return response(model, f"resp_{next(_ids)}")
 
 
-def responses_frames(model: str) -> list[bytes]:
+def responses_frames(model: str, body: dict[str, Any]) -> list[bytes]:
     rid = f"resp_{next(_ids)}"
     item = {"type": "message", "id": "msg_1", "status": "in_progress", "role": "assistant"}
     part = {"type": "output_text", "text": "", "annotations": []}
@@ -122,7 +130,7 @@ def message(model: str) -> dict[str, Any]:
     }
 
 
-def messages_frames(model: str) -> list[bytes]:
+def messages_frames(model: str, body: dict[str, Any]) -> list[bytes]:
     start = {**message(model), "content": [], "stop_reason": None}
     start["usage"] = {"input_tokens": 3, "output_tokens": 1}
     events: list[dict[str, Any]] = [
@@ -176,7 +184,7 @@ def text_completion(model: str) -> dict[str, Any]:
     }
 
 
-def completion_frames(model: str) -> list[bytes]:
+def completion_frames(model: str, body: dict[str, Any]) -> list[bytes]:
     base = {"id": "cmpl-fake", "object": "text_completion", "created": 1, "model": model}
     texts = [("Hello", None), (f" from {model}", None), ("!", "stop")]
     chunks = [
@@ -191,7 +199,7 @@ def anthropic_error(status: int) -> dict[str, Any]:
     return {"type": "error", "error": {"type": kind, "message": f"fake upstream says {status}"}}
 
 
-API = tuple[Callable[[str], dict[str, Any]], Callable[[str], list[bytes]] | None]
+API = tuple[Callable[[str], dict[str, Any]], Callable[[str, dict[str, Any]], list[bytes]] | None]
 APIS: dict[str, API] = {
     "/v1/chat/completions": (completion, chat_frames),
     "/v1/responses": (responses_answer, responses_frames),

@@ -111,7 +111,7 @@ class FakeUpstream:
                 "headers": [(b"content-type", b"text/event-stream"), (b"x-request-id", b"req-123")],
             }
         )
-        frames = stream_frames(model)
+        frames = stream_frames(model, body)
         if behaviour == "no-done":
             frames = frames[:-1]
         if behaviour == "crlf":

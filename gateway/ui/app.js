@@ -1,0 +1,210 @@
+// The dashboard: reads /v1/dashboard and /v1/whatif with the admin key and draws plain SVG.
+"use strict";
+
+const SVG = "http://www.w3.org/2000/svg";
+const COLOURS = ["#1565c0", "#ef6c00", "#2e7d32", "#6a1b9a", "#00838f", "#ad1457", "#5d4037", "#9e9d24"];
+const $ = (id) => document.getElementById(id);
+let whatIfTimer = null;
+let whatIfSeq = 0;
+let current = null;
+
+const usd = (x) => (x === null || x === undefined ? "–" : "$" + x.toFixed(4));
+const pct = (x) => (x === null || x === undefined ? "–" : (x * 100).toFixed(1) + "%");
+const ms = (x) => (x === null || x === undefined ? "–" : x.toFixed(1));
+
+function headers() {
+  const key = $("key").value.trim();
+  return key ? { Authorization: "Bearer " + key } : {};
+}
+
+function query(extra) {
+  const params = new URLSearchParams(extra || {});
+  const since = $("window").value;
+  if (since) params.set("since", since);
+  return params.toString();
+}
+
+async function getJSON(path) {
+  const response = await fetch(path, { headers: headers() });
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    const message = (body.error && body.error.message) || "HTTP " + response.status;
+    throw new Error(message);
+  }
+  return body;
+}
+
+function el(name, attrs, parent) {
+  const node = document.createElementNS(SVG, name);
+  for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
+  if (parent) parent.appendChild(node);
+  return node;
+}
+
+function text(parent, x, y, value, anchor) {
+  const node = el("text", { x, y, "text-anchor": anchor || "start" }, parent);
+  node.textContent = value;
+  return node;
+}
+
+function clear(node) {
+  while (node.firstChild) node.removeChild(node.firstChild);
+}
+
+function rows(tbody, items) {
+  clear(tbody);
+  for (const cells of items) {
+    const tr = document.createElement("tr");
+    for (const cell of cells) {
+      const td = document.createElement("td");
+      td.textContent = cell;
+      tr.appendChild(td);
+    }
+    tbody.appendChild(tr);
+  }
+}
+
+function drawSeries(series) {
+  const svg = $("series");
+  clear(svg);
+  const legend = $("legend");
+  legend.textContent = "";
+  const left = 36, top = 8, width = 672, height = 180;
+  const n = series.counts.length;
+  const barW = width / n;
+  el("line", { x1: left, y1: top + height, x2: left + width, y2: top + height, stroke: "#dde1e8" }, svg);
+  for (const share of [0, 0.5, 1]) text(svg, left - 4, top + height - share * height + 3, pct(share).replace(".0", ""), "end");
+  series.counts.forEach((bucket, i) => {
+    const total = Object.values(bucket).reduce((a, b) => a + b, 0);
+    let y = top + height;
+    series.models.forEach((model, m) => {
+      const count = bucket[model] || 0;
+      if (!total || !count) return;
+      const h = (count / total) * height;
+      y -= h;
+      const rect = el("rect", { x: left + i * barW + 1, y, width: Math.max(barW - 2, 1), height: h, fill: COLOURS[m % COLOURS.length] }, svg);
+      el("title", {}, rect).textContent = `${model}: ${count} of ${total}`;
+    });
+  });
+  const first = new Date(series.starts[0] * 1000), last = new Date((series.starts[n - 1] + series.bucket_seconds) * 1000);
+  text(svg, left, top + height + 16, first.toLocaleString());
+  text(svg, left + width, top + height + 16, last.toLocaleString(), "end");
+  series.models.forEach((model, m) => {
+    const item = document.createElement("span");
+    item.style.setProperty("--swatch", COLOURS[m % COLOURS.length]);
+    item.textContent = model;
+    legend.appendChild(item);
+  });
+  if (!series.models.length) text(svg, left + width / 2, top + height / 2, "no requests in this window", "middle");
+}
+
+function drawSpend(savings) {
+  const svg = $("spend");
+  clear(svg);
+  const max = Math.max(savings.baseline_cost_usd, savings.cost_usd, 1e-12);
+  const bars = [["baseline", savings.baseline_cost_usd, "#9aa3b2"], ["routed", savings.cost_usd, "#1565c0"]];
+  bars.forEach(([label, value, colour], i) => {
+    const y = 14 + i * 44;
+    text(svg, 0, y + 18, label);
+    el("rect", { x: 60, y, width: Math.max((value / max) * 230, 1), height: 28, fill: colour, rx: 3 }, svg);
+    text(svg, 60 + Math.max((value / max) * 230, 1) + 4, y + 18, usd(value));
+  });
+  rows($("by-model").tBodies[0], Object.entries(savings.by_model).map(([model, m]) => [model, String(m.requests), pct(m.share), usd(m.cost_usd)]));
+}
+
+function drawHistogram(histogram, threshold, whatIf) {
+  const svg = $("histogram");
+  clear(svg);
+  const left = 28, top = 8, width = 324, height = 140;
+  const max = Math.max(...histogram.counts, 1);
+  const barW = width / histogram.bins;
+  histogram.counts.forEach((count, i) => {
+    const h = (count / max) * height;
+    const rect = el("rect", { x: left + i * barW + 1, y: top + height - h, width: barW - 2, height: h, fill: "#9aa3b2" }, svg);
+    el("title", {}, rect).textContent = `${(i / histogram.bins).toFixed(2)}–${((i + 1) / histogram.bins).toFixed(2)}: ${count}`;
+  });
+  el("line", { x1: left, y1: top + height, x2: left + width, y2: top + height, stroke: "#5d6677" }, svg);
+  for (const x of [0, 0.25, 0.5, 0.75, 1]) text(svg, left + x * width, top + height + 14, String(x), "middle");
+  text(svg, left - 4, top + 8, String(max), "end");
+  const mark = (t, colour, dash, id) =>
+    el("line", { id, x1: left + t * width, x2: left + t * width, y1: top, y2: top + height, stroke: colour, "stroke-width": 2, "stroke-dasharray": dash }, svg);
+  if (threshold !== null) mark(threshold, "#c62828", "", "threshold-mark");
+  if (whatIf !== null) mark(whatIf, "#1565c0", "4 3", "whatif-mark");
+}
+
+function drawLatency(latency) {
+  rows($("latency").tBodies[0], [
+    ["classify", ms(latency.classify.p50), ms(latency.classify.p90), ms(latency.classify.p99)],
+    ["first byte", ms(latency.first_byte.p50), ms(latency.first_byte.p90), ms(latency.first_byte.p99)],
+  ]);
+}
+
+function drawOutcomes(data) {
+  $("fallbacks").textContent = String(data.fallbacks);
+  const errors = Object.values(data.errors).reduce((a, b) => a + b, 0);
+  $("errors").textContent = String(errors);
+  const items = Object.entries(data.reasons).sort((a, b) => b[1] - a[1]).map(([r, n]) => [r, String(n)]);
+  for (const [status, n] of Object.entries(data.errors)) items.push(["HTTP " + status, String(n)]);
+  rows($("reasons").tBodies[0], items);
+}
+
+function showWhatIf(w) {
+  $("whatif-threshold").textContent = w.threshold.toFixed(2);
+  $("whatif-strong-share").textContent = pct(w.strong_share);
+  $("whatif-cost").textContent = usd(w.cost_usd);
+  $("whatif-saved").textContent = `${usd(w.saved_usd)} (${pct(w.saved_share)})`;
+}
+
+async function loadWhatIf() {
+  const seq = ++whatIfSeq;
+  const threshold = Number($("slider").value);
+  if (current) drawHistogram(current.histogram, current.threshold, threshold);
+  try {
+    const w = await getJSON("/v1/whatif?" + query({ threshold: threshold.toFixed(2) }));
+    if (seq === whatIfSeq) showWhatIf(w);
+  } catch (err) {
+    setStatus(err.message, true);
+  }
+}
+
+function setStatus(message, isError) {
+  $("status").textContent = message;
+  $("status").className = isError ? "error" : "";
+}
+
+async function load() {
+  setStatus("Loading…");
+  sessionStorage.setItem("routellm-admin-key", $("key").value);
+  try {
+    const data = await getJSON("/v1/dashboard?" + query());
+    current = data;
+    const s = data.savings;
+    $("requests").textContent = String(s.requests);
+    $("cost").textContent = usd(s.cost_usd);
+    $("baseline").textContent = usd(s.baseline_cost_usd);
+    $("baseline-model").textContent = data.baseline || "none";
+    $("saved").textContent = usd(s.saved_usd);
+    $("saved-share").textContent = pct(s.saved_share);
+    $("unpriced").textContent = String(s.unpriced_requests);
+    $("threshold").textContent = data.threshold === null ? "–" : data.threshold.toFixed(2);
+    $("slider").value = String(data.threshold);
+    drawSeries(data.series);
+    drawSpend(s);
+    drawHistogram(data.histogram, data.threshold, null);
+    drawLatency(data.latency_ms);
+    drawOutcomes(data);
+    showWhatIf(data.what_if);
+    setStatus(`Updated ${new Date(data.until * 1000).toLocaleTimeString()} · ${s.requests} requests`);
+  } catch (err) {
+    setStatus(err.message, true);
+  }
+}
+
+$("key").value = sessionStorage.getItem("routellm-admin-key") || "";
+$("controls").addEventListener("submit", (event) => { event.preventDefault(); load(); });
+$("window").addEventListener("change", load);
+$("slider").addEventListener("input", () => {
+  clearTimeout(whatIfTimer);
+  whatIfTimer = setTimeout(loadWhatIf, 120);
+});
+load();
