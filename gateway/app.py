@@ -23,6 +23,7 @@ from gateway.errors import ClientDisconnected, GatewayError, error_body
 from gateway.flow import Gateway
 from gateway.routes import HANDLERS, provider_for
 from gateway.settings import Settings, from_environment
+from gateway.state import open_store
 
 log = logging.getLogger("routellm.gateway")
 
@@ -57,11 +58,13 @@ def create_app(
         )
         owned = classifier is None
         clf = classifier or await open_classifier(settings.classifier)
-        app.state.gateway = Gateway(settings, clf, client)
+        store = open_store(settings.redis_url, settings.redis_timeout)
+        app.state.gateway = Gateway(settings, clf, client, store)
         try:
             yield
         finally:
             await client.aclose()
+            await store.aclose()
             if owned:
                 await clf.aclose()
 

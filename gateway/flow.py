@@ -11,11 +11,14 @@ from dataclasses import dataclass, field
 import httpx
 
 from classifier.base import Classifier
+from gateway.conversations import HEADER as CONVERSATION_HEADER
+from gateway.conversations import Conversation, Conversations
 from gateway.errors import GatewayError, Overloaded
 from gateway.metrics import Metrics, log_request
 from gateway.providers.base import Call, Provider
 from gateway.routing import Decider, Decision
 from gateway.settings import Settings
+from gateway.state import MemoryStore, Store
 from gateway.upstream import Forwarder, Opened
 
 
@@ -65,30 +68,47 @@ class Relay:
 
 
 class Gateway:
-    """Everything a request needs, built once per app: settings, decider, forwarder, metrics."""
+    """Everything a request needs, built once per app: settings, decider, forwarder, metrics,
+    conversations (their state in `store`; default: this process's memory)."""
 
     def __init__(
-        self, settings: Settings, classifier: Classifier, client: httpx.AsyncClient
+        self,
+        settings: Settings,
+        classifier: Classifier,
+        client: httpx.AsyncClient,
+        store: Store | None = None,
     ) -> None:
         self.settings = settings
         self.classifier = classifier
         self.decider = Decider(settings, classifier)
         self.forwarder = Forwarder(settings, client)
         self.metrics = Metrics()
+        self.conversations = Conversations(
+            settings.conversation_policy, store or MemoryStore(), settings.conversation_ttl
+        )
 
-    async def decide(self, call: Call) -> Decision:
+    async def decide(
+        self, call: Call, conversation: Conversation | None = None, *, record: bool = True
+    ) -> Decision:
+        """The decision for `call`; within `conversation`, the policy may keep its model
+        (`record=False`: without updating the conversation's state)."""
         started = time.perf_counter()
         decision = await self.decider.decide(call.model, call.text)
         if decision.reason != "direct":
             self.metrics.classify_seconds += time.perf_counter() - started
             self.metrics.classify_count += 1
+        if conversation is not None:
+            decision = await self.conversations.settle(conversation, decision, record=record)
         return decision
 
-    async def complete(self, provider: Provider, call: Call) -> Answer:
+    async def complete(
+        self, provider: Provider, call: Call, conversation: Conversation | None = None
+    ) -> Answer:
         """Decide, then open the upstream until its first byte. Streams are relayed lazily by
         `Answer.frames`; the caller must consume or close them. Every answer, and every
-        `GatewayError` raised, carries the request id and the decision in its headers."""
-        exchange = Exchange(provider, call)
+        `GatewayError` raised, carries the request id, the conversation and the decision in
+        its headers."""
+        exchange = Exchange(provider, call, conversation=conversation.id if conversation else None)
         cap = self.settings.max_concurrency
         if self.metrics.inflight >= cap:
             raise Overloaded(
@@ -98,7 +118,7 @@ class Gateway:
         self.metrics.inflight += 1
         handed_over = False
         try:
-            exchange.decision = await self.decide(call)
+            exchange.decision = await self.decide(call, conversation)
             exchange.classify_ms = exchange.elapsed_ms()
             opened = await self.forwarder.open(provider, exchange.decision, call)
             if opened.decision.reason == "upstream_fallback":
@@ -177,6 +197,8 @@ class Exchange:
     """The request id: `x-routellm-request-id`, the log line's and the ledger row's id."""
     started: float = field(default_factory=time.perf_counter)
     decision: Decision | None = None
+    conversation: str | None = None
+    """The conversation id (`x-routellm-conversation`), when the API has conversations."""
     classify_ms: float | None = None
     first_byte_ms: float | None = None
 
@@ -185,4 +207,6 @@ class Exchange:
 
     def headers(self) -> dict[str, str]:
         decided = self.decision.headers() if self.decision else {}
+        if self.conversation is not None:
+            decided[CONVERSATION_HEADER] = self.conversation
         return {"x-routellm-request-id": self.id, **decided}

@@ -15,10 +15,11 @@ from litestar.datastructures import State
 from litestar.handlers.base import BaseRouteHandler
 from litestar.response import Stream
 
+from gateway.conversations import HEADER as CONVERSATION_HEADER
+from gateway.conversations import Conversation, client_key, identify
 from gateway.errors import ClientDisconnected, Unauthorized
 from gateway.flow import Gateway
-from gateway.providers import ChatCompletions, Provider
-from gateway.routing import ROUTER
+from gateway.providers import Call, ChatCompletions, Provider
 
 T = TypeVar("T")
 
@@ -74,11 +75,17 @@ def provider_for(path: str) -> Provider:
     return API_BY_PATH.get(path, CHAT)
 
 
+def conversation_of(request: Request[Any, Any, Any], call: Call) -> Conversation:
+    """The request's conversation: its `x-routellm-conversation` header, else derived."""
+    return identify(request.headers.get(CONVERSATION_HEADER), client_key(request.headers), call)
+
+
 async def call_upstream(request: Request[Any, Any, Any], provider: Provider) -> Response[Any]:
     """The handler of every routed API: parse, run the flow, serialise JSON or a stream."""
     gateway: Gateway = request.app.state.gateway
     call = provider.parse(await request.body(), max_messages=gateway.settings.max_messages)
-    answer = await until_disconnect(request, gateway.complete(provider, call))
+    conversation = conversation_of(request, call)
+    answer = await until_disconnect(request, gateway.complete(provider, call, conversation))
     if answer.frames is None:
         return Response(
             answer.content,
@@ -104,14 +111,15 @@ async def chat_completions(request: Request[Any, Any, Any]) -> Response[Any]:
 async def route(request: Request[Any, Any, Any], state: State) -> dict[str, Any]:
     gateway: Gateway = state.gateway
     call = CHAT.parse(await request.body(), max_messages=gateway.settings.max_messages)
-    decision = await until_disconnect(request, gateway.decide(call))
-    return decision.as_json()
+    conversation = conversation_of(request, call)
+    decision = await until_disconnect(request, gateway.decide(call, conversation, record=False))
+    return {**decision.as_json(), "conversation": conversation.id}
 
 
 @get("/v1/models", guards=[require_key])
 async def models(state: State) -> dict[str, Any]:
     gateway: Gateway = state.gateway
-    names = [ROUTER, *gateway.settings.models]
+    names = [*gateway.settings.routers, *gateway.settings.models]
     return {
         "object": "list",
         "data": [
@@ -128,6 +136,7 @@ async def health(state: State) -> dict[str, Any]:
         "status": "ok",
         "classifier": await gateway.classifier.health(),
         "breakers": gateway.forwarder.breakers.open(time.monotonic()),
+        "conversations": gateway.conversations.health(),
     }
 
 
@@ -140,7 +149,7 @@ async def metrics(state: State) -> str:
         for key, value in report.items()
         if isinstance(value, int | float) and not isinstance(value, bool)
     }
-    return gateway.metrics.render(counters)
+    return gateway.metrics.render(counters) + gateway.conversations.render_metrics()
 
 
 HANDLERS = [chat_completions, route, models, health, metrics]

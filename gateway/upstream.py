@@ -101,7 +101,7 @@ class Forwarder:
         try:
             return await self._attempt(provider, decision, call)
         except UpstreamError as exc:
-            fallback = self.settings.fallback
+            fallback = decision.fallback
             if not (exc.retryable and decision.routed and fallback and fallback != decision.model):
                 raise
         moved = decision.fall_back(fallback)

@@ -39,6 +39,11 @@ class Call:
     body: dict[str, Any]
     text: str
     """The text the router classifies ('' when the request has none)."""
+    conversation_seed: str = ""
+    """What a derived conversation id is made of (the system message and the first user
+    message): the same on every turn of one chat, since clients resend the history."""
+    has_history: bool = False
+    """The request carries an earlier assistant turn: it continues a conversation."""
 
 
 @dataclass(frozen=True, slots=True)

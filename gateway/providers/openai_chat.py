@@ -7,6 +7,10 @@ event re-framed as exactly `data: <one-line json>\\n\\n` and a few chunks repair
 
 from __future__ import annotations
 
+from typing import Any
+
+import msgspec
+
 from gateway.errors import UpstreamError
 from gateway.providers.base import Call, Provider, StreamFailed, StreamReader
 from gateway.routing import text_to_classify
@@ -20,10 +24,25 @@ class ChatCompletions(Provider):
 
     def parse(self, raw: bytes, *, max_messages: int) -> Call:
         chat = parse_chat_request(raw, max_messages=max_messages)
-        return Call(chat.model, chat.stream, chat.body, text_to_classify(chat.messages))
+        text = text_to_classify(chat.messages)
+        seed, has_history = conversation_marks(chat.messages)
+        return Call(chat.model, chat.stream, chat.body, text, seed, has_history)
 
     def reader(self) -> StreamReader:
         return ChatReader(self)
+
+
+def conversation_marks(messages: list[dict[str, Any]]) -> tuple[str, bool]:
+    """The conversation seed (system/developer messages before the first user message, and that
+    user message, as JSON) and whether an assistant turn came before this request."""
+    opening: list[Any] = []
+    for message in messages:
+        opening.append([message.get("role"), message.get("content")])
+        if message.get("role") == "user":
+            break
+    opening = [item for item in opening if item[0] in ("system", "developer", "user")]
+    has_history = any(message.get("role") == "assistant" for message in messages)
+    return msgspec.json.encode(opening).decode(), has_history
 
 
 class ChatReader(StreamReader):
