@@ -105,8 +105,15 @@ def calibrate_main(argv: Sequence[str]) -> int:
     )
     parser.add_argument("--prompts", required=True, type=Path)
     parser.add_argument("--strong-share", type=float, default=0.5)
+    parser.add_argument(
+        "--shares",
+        help="for tiers: the share of each tier, strongest first, e.g. 0.2,0.5,0.3; prints one "
+        "min_win_rate per tier but the last",
+    )
     parser.add_argument("--config")
     ns = parser.parse_args(argv)
+    if ns.shares is not None:
+        return _calibrate_tiers(ns.shares, ns.prompts, ns.config)
     if not 0.0 <= ns.strong_share <= 1.0:
         print("routellm-gateway calibrate: --strong-share must be between 0 and 1", file=sys.stderr)
         return 2
@@ -129,6 +136,52 @@ def calibrate_main(argv: Sequence[str]) -> int:
 async def _calibrate(settings: Settings, prompts: list[str], share: float) -> float:
     import numpy as np
 
+    return float(np.quantile(await _win_rates(settings, prompts), 1.0 - share))
+
+
+def _calibrate_tiers(raw_shares: str, prompts_path: Path, config: str | None) -> int:
+    """`calibrate --shares`: the `min_win_rate` of each tier but the last, so that the tiers
+    answer those shares of the prompts (quantiles of P(LABEL_0), as for one threshold)."""
+    import numpy as np
+
+    try:
+        shares = [float(part) for part in raw_shares.split(",")]
+    except ValueError:
+        shares = []
+    if len(shares) < 2 or any(not 0.0 <= s <= 1.0 for s in shares) or abs(sum(shares) - 1) > 1e-6:
+        print(
+            "routellm-gateway calibrate: --shares must be two or more numbers between 0 and 1 "
+            "that add up to 1, strongest tier first, e.g. 0.2,0.5,0.3",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        settings = load_settings(os.environ, config)
+        prompts = read_prompts(prompts_path)
+        rates = asyncio.run(_win_rates(settings, prompts))
+    except (SettingsError, ClassifierError, OSError) as exc:
+        print(f"routellm-gateway calibrate: {exc}", file=sys.stderr)
+        return 2
+    cumulative = np.cumsum(shares[:-1])
+    thresholds = [float(np.quantile(rates, 1.0 - c)) for c in cumulative]
+    for threshold in thresholds:
+        print(f"{threshold:.5f}")
+    models = [t.model for t in settings.tiers]
+    if len(models) != len(shares):
+        models = [f"<tier {i + 1} model>" for i in range(len(shares))]
+    tiers: list[dict[str, object]] = [
+        {"model": m, "min_win_rate": round(t, 5)} for m, t in zip(models, thresholds, strict=False)
+    ]
+    tiers.append({"model": models[-1]})
+    print(
+        f"# {len(prompts)} prompts; for about {raw_shares} of similar traffic per tier set\n"
+        f"ROUTELLM_TIERS='{json.dumps(tiers)}'",
+        file=sys.stderr,
+    )
+    return 0
+
+
+async def _win_rates(settings: Settings, prompts: list[str]) -> list[float]:
     from classifier import open_classifier
     from gateway.routing import STRONG_LABEL
 
@@ -139,5 +192,4 @@ async def _calibrate(settings: Settings, prompts: list[str], share: float) -> fl
             scores += await classifier.classify(prompts[start : start + 64])
     finally:
         await classifier.aclose()
-    win_rates = np.array([s.get(STRONG_LABEL) for s in scores])
-    return float(np.quantile(win_rates, 1.0 - share))
+    return [s.get(STRONG_LABEL) for s in scores]
