@@ -86,9 +86,14 @@ def test_redis_down_means_per_turn_decisions_and_pinning_resumes_after_restart(
 
 
 async def test_a_redis_that_never_answers_costs_one_short_timeout() -> None:
+    release = asyncio.Event()
+    handlers: list[asyncio.Task[None] | None] = []
+
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        handlers.append(asyncio.current_task())  # type: ignore[arg-type]
         await reader.read(1 << 16)  # takes the command, never answers
-        await asyncio.sleep(30)
+        await release.wait()
+        writer.close()
 
     server = await asyncio.start_server(silent, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
@@ -100,4 +105,7 @@ async def test_a_redis_that_never_answers_costs_one_short_timeout() -> None:
             await store.put("conversation", "x", {"model": "m"}, ttl=60)
     finally:
         await store.aclose()
+        release.set()
+        await asyncio.gather(*(t for t in handlers if t is not None), return_exceptions=True)
         server.close()
+        await server.wait_closed()
