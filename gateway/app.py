@@ -25,6 +25,7 @@ from gateway.flow import Gateway
 from gateway.ledger import Ledger
 from gateway.routes import HANDLERS, provider_for
 from gateway.settings import Settings, from_environment
+from gateway.state import open_store
 from gateway.telemetry import Telemetry
 
 log = logging.getLogger("routellm.gateway")
@@ -62,13 +63,17 @@ def create_app(
         clf = classifier or await open_classifier(settings.classifier)
         ledger = Ledger.open(settings) if settings.ledger.enabled else None
         telemetry = Telemetry(settings, ledger)
-        app.state.gateway = Gateway(settings, clf, client, telemetry=telemetry, ledger=ledger)
+        store = open_store(settings.redis_url, settings.redis_timeout)
+        app.state.gateway = Gateway(
+            settings, clf, client, telemetry=telemetry, ledger=ledger, store=store
+        )
         app.state.settings = settings
         app.state.ledger = ledger
         try:
             yield
         finally:
             await client.aclose()
+            await store.aclose()
             if owned:
                 await clf.aclose()
             if ledger is not None:

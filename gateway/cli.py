@@ -114,8 +114,15 @@ def calibrate_main(argv: Sequence[str]) -> int:
     )
     parser.add_argument("--since", help="with --from-ledger: unix seconds, ISO-8601, or 7d/24h")
     parser.add_argument("--strong-share", type=float, default=0.5)
+    parser.add_argument(
+        "--shares",
+        help="for tiers: the share of each tier, strongest first, e.g. 0.2,0.5,0.3; prints one "
+        "min_win_rate per tier but the last",
+    )
     parser.add_argument("--config")
     ns = parser.parse_args(argv)
+    if ns.shares is not None:
+        return _calibrate_tiers(ns.shares, ns.prompts, ns.since, ns.config)
     if not 0.0 <= ns.strong_share <= 1.0:
         print("routellm-gateway calibrate: --strong-share must be between 0 and 1", file=sys.stderr)
         return 2
@@ -140,6 +147,60 @@ def calibrate_main(argv: Sequence[str]) -> int:
 async def _calibrate(settings: Settings, prompts: list[str], share: float) -> float:
     import numpy as np
 
+    return float(np.quantile(await _win_rates(settings, prompts), 1.0 - share))
+
+
+def _calibrate_tiers(
+    raw_shares: str, prompts_path: Path | None, since: str | None, config: str | None
+) -> int:
+    """`calibrate --shares`: the `min_win_rate` of each tier but the last, so that the tiers
+    answer those shares of the prompts, or of the ledger's classified requests when no prompts
+    are given (quantiles of P(LABEL_0), as for one threshold)."""
+    import numpy as np
+
+    try:
+        shares = [float(part) for part in raw_shares.split(",")]
+    except ValueError:
+        shares = []
+    if len(shares) < 2 or any(not 0.0 <= s <= 1.0 for s in shares) or abs(sum(shares) - 1) > 1e-6:
+        print(
+            "routellm-gateway calibrate: --shares must be two or more numbers between 0 and 1 "
+            "that add up to 1, strongest tier first, e.g. 0.2,0.5,0.3",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        settings = load_settings(os.environ, config)
+        if prompts_path is not None:
+            rates = asyncio.run(_win_rates(settings, read_prompts(prompts_path)))
+        else:
+            rates = asyncio.run(_recorded_win_rates(settings, since))
+    except (SettingsError, ClassifierError, ValueError, OSError) as exc:
+        print(f"routellm-gateway calibrate: {exc}", file=sys.stderr)
+        return 2
+    if not rates:
+        print("routellm-gateway calibrate: no classified requests to calibrate on", file=sys.stderr)
+        return 2
+    cumulative = np.cumsum(shares[:-1])
+    thresholds = [float(np.quantile(rates, 1.0 - c)) for c in cumulative]
+    for threshold in thresholds:
+        print(f"{threshold:.5f}")
+    models = [t.model for t in settings.tiers]
+    if len(models) != len(shares):
+        models = [f"<tier {i + 1} model>" for i in range(len(shares))]
+    tiers: list[dict[str, object]] = [
+        {"model": m, "min_win_rate": round(t, 5)} for m, t in zip(models, thresholds, strict=False)
+    ]
+    tiers.append({"model": models[-1]})
+    print(
+        f"# {len(rates)} prompts; for about {raw_shares} of similar traffic per tier set\n"
+        f"ROUTELLM_TIERS='{json.dumps(tiers)}'",
+        file=sys.stderr,
+    )
+    return 0
+
+
+async def _win_rates(settings: Settings, prompts: list[str]) -> list[float]:
     from classifier import open_classifier
     from gateway.routing import STRONG_LABEL
 
@@ -150,8 +211,7 @@ async def _calibrate(settings: Settings, prompts: list[str], share: float) -> fl
             scores += await classifier.classify(prompts[start : start + 64])
     finally:
         await classifier.aclose()
-    win_rates = np.array([s.get(STRONG_LABEL) for s in scores])
-    return float(np.quantile(win_rates, 1.0 - share))
+    return [s.get(STRONG_LABEL) for s in scores]
 
 
 def _calibrate_from_ledger(config: str | None, since_text: str | None, share: float) -> int:
@@ -183,6 +243,18 @@ def _calibrate_from_ledger(config: str | None, since_text: str | None, share: fl
         strong = "-" if item["strong_share"] is None else f"{item['strong_share']:.0%}"
         print(f"  {item['threshold']:>9.3f}  {strong:>7}  {cost:>10}  {saved:>6}")
     return 0
+
+
+async def _recorded_win_rates(settings: Settings, since: str | None) -> list[float]:
+    from gateway.ledger import Ledger, parse_since
+
+    if not settings.ledger.enabled:
+        raise SettingsError("ROUTELLM_LEDGER=off: there is no ledger to calibrate from")
+    ledger = Ledger.open(settings)
+    try:
+        return await ledger.win_rates(parse_since(since))
+    finally:
+        await ledger.aclose()
 
 
 async def _ledger_table(

@@ -3,14 +3,17 @@ account. No HTTP framework and no protocol here: handlers call in with a `Provid
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
-from collections import OrderedDict
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 
 import httpx
 
 from classifier.base import Classifier
+from gateway.conversations import HEADER as CONVERSATION_HEADER
+from gateway.conversations import Conversation, Conversations
 from gateway.errors import GatewayError, InvalidRequest, Overloaded, UpstreamError, UpstreamStatus
 from gateway.ledger import DecisionRow, Ledger, new_request_id
 from gateway.metrics import log_request
@@ -18,10 +21,12 @@ from gateway.pricing import Usage, cost
 from gateway.providers.base import Call, Provider
 from gateway.routing import Decider, Decision
 from gateway.settings import Settings
+from gateway.state import MemoryStore, Store, StoreUnavailable
 from gateway.telemetry import Telemetry
 from gateway.upstream import Forwarder, Opened
 
-MAX_ANSWERS = 100_000
+ANSWERS = "answers"
+"""Store namespace: answer id → the model that made it (Responses' `previous_response_id`)."""
 
 
 @dataclass
@@ -70,8 +75,9 @@ class Relay:
 
 
 class Gateway:
-    """Everything a request needs, built once per app: settings, decider, forwarder, and the
-    accounts (telemetry, ledger)."""
+    """Everything a request needs, built once per app: settings, decider, forwarder, the
+    accounts (telemetry, ledger), and the state later calls depend on (conversations, answer
+    owners) in `store` (default: this process's memory)."""
 
     def __init__(
         self,
@@ -81,6 +87,7 @@ class Gateway:
         *,
         telemetry: Telemetry | None = None,
         ledger: Ledger | None = None,
+        store: Store | None = None,
     ) -> None:
         self.settings = settings
         self.classifier = classifier
@@ -89,21 +96,33 @@ class Gateway:
         self.ledger = ledger
         self.forwarder = Forwarder(settings, client, on_error=self._upstream_failed)
         self.inflight = 0
-        self.answers: OrderedDict[str, str] = OrderedDict()
-        """Answer id → the model that made it, for calls that continue an answer (bounded)."""
+        self.store = store or MemoryStore()
+        self.conversations = Conversations(
+            settings.conversation_policy, self.store, settings.conversation_ttl
+        )
+        self._writes: set[asyncio.Task[None]] = set()
 
-    async def decide(self, call: Call) -> Decision:
+    async def decide(
+        self, call: Call, conversation: Conversation | None = None, *, record: bool = True
+    ) -> Decision:
+        """The decision for `call`; within `conversation`, the policy may keep its model
+        (`record=False`: without updating the conversation's state)."""
         started = time.perf_counter()
         decision = await self.decider.decide(call.model, call.text)
         if decision.reason != "direct":
             self.telemetry.classified(time.perf_counter() - started)
+        if conversation is not None:
+            decision = await self.conversations.settle(conversation, decision, record=record)
         return decision
 
-    async def complete(self, provider: Provider, call: Call) -> Answer:
+    async def complete(
+        self, provider: Provider, call: Call, conversation: Conversation | None = None
+    ) -> Answer:
         """Decide, then open the upstream until its first byte. Streams are relayed lazily by
         `Answer.frames`; the caller must consume or close them. Every answer, and every
-        `GatewayError` raised, carries the request id and the decision in its headers."""
-        exchange = Exchange(provider, call)
+        `GatewayError` raised, carries the request id, the conversation and the decision in
+        its headers."""
+        exchange = Exchange(provider, call, conversation=conversation.id if conversation else None)
         cap = self.settings.max_concurrency
         if self.inflight >= cap:
             raise Overloaded(
@@ -113,7 +132,7 @@ class Gateway:
         self._enter()
         handed_over = False
         try:
-            exchange.decision = await self._decide(provider, call)
+            exchange.decision = await self._decide(provider, call, conversation)
             exchange.classify_ms = exchange.elapsed_ms()
             opened = await self.forwarder.open(provider, exchange.decision, call)
             exchange.decision = opened.decision
@@ -147,7 +166,9 @@ class Gateway:
         code = error.upstream_status if isinstance(error, UpstreamStatus) else error.code
         self.telemetry.upstream_error(model, code)
 
-    async def _decide(self, provider: Provider, call: Call) -> Decision:
+    async def _decide(
+        self, provider: Provider, call: Call, conversation: Conversation | None
+    ) -> Decision:
         kind = self.decider.api_kind(call.model)  # unknown or malformed names fail here
         if kind != provider.upstream_kind:
             raise InvalidRequest(
@@ -163,10 +184,31 @@ class Gateway:
                 param="model",
                 code="invalid_model",
             )
-        owner = self.answers.get(call.previous_id) if call.previous_id else None
+        owner = await self._owner(call.previous_id) if call.previous_id else None
         if owner is not None:
             return self.decider.continuing(call.model, owner)
-        return await self.decide(call)
+        return await self.decide(call, conversation)
+
+    async def _owner(self, answer_id: str) -> str | None:
+        """The model that made an earlier answer; None when unknown (or the store is down: the
+        upstream then says whether it knows the answer)."""
+        try:
+            owner = await self.store.get(ANSWERS, answer_id)
+        except StoreUnavailable:
+            return None
+        return owner if isinstance(owner, str) and owner in self.settings.models else None
+
+    def _remember(self, answer_id: str, model: str) -> None:
+        """Record who made an answer, off the request's path (a failing store is counted by
+        the conversations' health, and never fails a request)."""
+
+        async def write() -> None:
+            with contextlib.suppress(StoreUnavailable):
+                await self.store.put(ANSWERS, answer_id, model, self.settings.conversation_ttl)
+
+        task = asyncio.ensure_future(write())
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
 
     def _answer(self, opened: Opened, exchange: Exchange) -> Answer:
         headers = {**opened.headers, **exchange.headers()}
@@ -195,9 +237,7 @@ class Gateway:
         model = decision.model if decision else "-"
         reason = decision.reason if decision else "-"
         if exchange.answer_id is not None and decision is not None:
-            self.answers[exchange.answer_id] = decision.model
-            if len(self.answers) > MAX_ANSWERS:
-                self.answers.popitem(last=False)
+            self._remember(exchange.answer_id, decision.model)
         usage = exchange.usage
         prices = self.settings.models
         spent = cost(prices[model].price, usage) if model in prices else None
@@ -229,6 +269,7 @@ class Gateway:
                     classify_ms=exchange.classify_ms,
                     first_byte_ms=exchange.first_byte_ms,
                     total_ms=total_ms,
+                    conversation=exchange.conversation,
                     endpoint=exchange.provider.name,
                     prompt=exchange.call.text or None,
                 )
@@ -270,6 +311,8 @@ class Exchange:
     created: float = field(default_factory=time.time)
     started: float = field(default_factory=time.perf_counter)
     decision: Decision | None = None
+    conversation: str | None = None
+    """The conversation id (`x-routellm-conversation`), when the API has conversations."""
     classify_ms: float | None = None
     first_byte_ms: float | None = None
     answer_id: str | None = None
@@ -281,4 +324,6 @@ class Exchange:
 
     def headers(self) -> dict[str, str]:
         decided = self.decision.headers() if self.decision else {}
+        if self.conversation is not None:
+            decided[CONVERSATION_HEADER] = self.conversation
         return {"x-routellm-request-id": self.id, **decided}

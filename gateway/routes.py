@@ -15,6 +15,8 @@ from litestar.datastructures import State
 from litestar.handlers.base import BaseRouteHandler
 from litestar.response import Stream
 
+from gateway.conversations import HEADER as CONVERSATION_HEADER
+from gateway.conversations import Conversation, client_key, identify
 from gateway.errors import ClientDisconnected, Unauthorized
 from gateway.flow import Gateway
 from gateway.providers import (
@@ -25,7 +27,7 @@ from gateway.providers import (
     Provider,
     Responses,
 )
-from gateway.routing import ROUTER
+from gateway.providers.base import Call
 from gateway.telemetry import CONTENT_TYPE
 
 T = TypeVar("T")
@@ -92,6 +94,11 @@ def provider_for(path: str) -> Provider:
     return API_BY_PATH.get(path, CHAT)
 
 
+def conversation_of(request: Request[Any, Any, Any], call: Call) -> Conversation:
+    """The request's conversation: its `x-routellm-conversation` header, else derived."""
+    return identify(request.headers.get(CONVERSATION_HEADER), client_key(request.headers), call)
+
+
 async def call_upstream(request: Request[Any, Any, Any]) -> Response[Any]:
     """The handler of every API: parse, run the flow, serialise JSON or a stream."""
     gateway: Gateway = request.app.state.gateway
@@ -99,7 +106,8 @@ async def call_upstream(request: Request[Any, Any, Any]) -> Response[Any]:
     call = provider.parse(
         await request.body(), request.headers, max_messages=gateway.settings.max_messages
     )
-    answer = await until_disconnect(request, gateway.complete(provider, call))
+    conversation = conversation_of(request, call)
+    answer = await until_disconnect(request, gateway.complete(provider, call, conversation))
     if answer.frames is None:
         return Response(
             answer.content,
@@ -127,14 +135,15 @@ async def route(request: Request[Any, Any, Any], state: State) -> dict[str, Any]
     call = CHAT.parse(
         await request.body(), request.headers, max_messages=gateway.settings.max_messages
     )
-    decision = await until_disconnect(request, gateway.decide(call))
-    return decision.as_json()
+    conversation = conversation_of(request, call)
+    decision = await until_disconnect(request, gateway.decide(call, conversation, record=False))
+    return {**decision.as_json(), "conversation": conversation.id}
 
 
 @get("/v1/models", guards=[require_key])
 async def models(state: State) -> dict[str, Any]:
     gateway: Gateway = state.gateway
-    names = [ROUTER, *gateway.settings.models]
+    names = [*gateway.settings.routers, *gateway.settings.models]
     return {
         "object": "list",
         "data": [
@@ -151,6 +160,7 @@ async def health(state: State) -> dict[str, Any]:
         "status": "ok",
         "classifier": await gateway.classifier.health(),
         "breakers": gateway.forwarder.breakers.open(time.monotonic()),
+        "conversations": gateway.conversations.health(),
     }
 
 
@@ -160,6 +170,7 @@ async def metrics(state: State) -> bytes:
     return gateway.telemetry.render(
         classifier=await gateway.classifier.health(),
         breakers=gateway.forwarder.breakers.open(time.monotonic()),
+        conversation_failures=gateway.conversations.failures,
     )
 
 

@@ -2,15 +2,18 @@
 
 Three kinds of model name reach the gateway:
 
-- `router`: classified. With a label mapping (the seed's rule) the top label picks the model and a
-  top score below the threshold picks the fallback; without a mapping it uses RouteLLM's rule.
+- `router`, and each name under the config's `routers:`: classified. With tiers, the first tier
+  whose `min_win_rate` ≤ P(LABEL_0) answers. With a label mapping (the seed's rule) the top label
+  picks the model and a top score below the threshold picks the fallback; otherwise RouteLLM's
+  strong/weak rule.
 - `router-bert-<t>`: RouteLLM's rule: strong model when P(LABEL_0), the strong model's predicted
   win rate, is at least `t`, else the weak model.
 - a configured model name: sent straight through (reason `direct`), never classified or swapped.
 
-Only the last user message is classified. That is what RouteLLM's router was trained on (single
-Chatbot Arena prompts) and what it classifies itself; the whole conversation would dilute the
-question with old turns, blow past the 512-token window, and change the decision every turn.
+Only the last user message that has text is classified (`text_to_classify`). That is what
+RouteLLM's router was trained on (single Chatbot Arena prompts) and what it classifies itself;
+the whole conversation would dilute the question with old turns, blow past the 512-token window,
+and change the decision every turn. Tool results and images are not the user's question.
 """
 
 from __future__ import annotations
@@ -22,9 +25,11 @@ from typing import Any, Literal
 
 from classifier.base import Classifier, ClassifierError, Scores
 from gateway.errors import InvalidRequest, ModelNotFound
-from gateway.settings import Settings, UpstreamKind
+from gateway.settings import RouterSpec, Settings, UpstreamKind
 
 ROUTER = "router"
+TEXT_PARTS = frozenset({"text", "input_text"})
+"""Content parts that carry the user's words (Chat Completions' and the Responses API's)."""
 STRONG_LABEL = "LABEL_0"
 ROUTER_NAME = re.compile(r"^router-(?P<router>[A-Za-z0-9_]+)-(?P<threshold>.*)$")
 
@@ -39,6 +44,7 @@ Reason = Literal[
     "classifier_error",
     "upstream_fallback",
     "pinned",
+    "tier",
 ]
 """Why a decision chose its model (the `x-routellm-reason` header)."""
 
@@ -59,8 +65,14 @@ class Decision:
     scores: Mapping[str, float] | None = field(default=None)
     threshold: float | None = None
     fallback: str | None = None
-    """Where the request may move if the chosen model's upstream fails before its first byte;
-    None for a model asked for by name (never swapped) or pinned to an earlier answer."""
+    """Where the request may move if the chosen model's upstream fails before its first byte:
+    its router's fallback; None for a model asked for by name (never swapped) or pinned to an
+    earlier answer."""
+
+    @property
+    def routed(self) -> bool:
+        """Chosen by a router (a conversation may keep it), not asked for by name."""
+        return self.reason != "direct"
 
     def headers(self) -> dict[str, str]:
         return {
@@ -90,29 +102,41 @@ class Decision:
 class Policy:
     """How a model name is to be served."""
 
-    kind: Literal["direct", "mapping", "winrate"]
+    kind: Literal["direct", "mapping", "winrate", "tiers"]
     threshold: float | None = None
+    router: RouterSpec | None = None
+    """The routed name's rule; None for a direct model."""
 
 
 def text_to_classify(messages: Sequence[Mapping[str, Any]]) -> str:
-    """The last user message's text; list content → its text parts joined. '' when none."""
+    """The text of the last user message that has any; '' when none does.
+
+    `tool` (and `assistant`, `system`) messages are skipped; so is a user message whose content
+    has no text part: only tool results (agents send them as user content), only images, or
+    empty. List content gives its text parts joined by newlines."""
     for message in reversed(messages):
         if message.get("role") != "user":
             continue
-        content = message.get("content")
-        if isinstance(content, str):
-            return content.strip()
-        if isinstance(content, list):
-            parts = [
-                part["text"]
-                for part in content
-                if isinstance(part, dict)
-                and part.get("type") == "text"
-                and isinstance(part.get("text"), str)
-            ]
-            return "\n".join(parts).strip()
-        return ""
+        text = content_text(message.get("content"))
+        if text:
+            return text
     return ""
+
+
+def content_text(content: Any) -> str:
+    """A message content's own words: the string, or its text parts joined."""
+    if isinstance(content, str):
+        return content.strip()
+    if not isinstance(content, list):
+        return ""
+    parts = [
+        part["text"]
+        for part in content
+        if isinstance(part, dict)
+        and part.get("type") in TEXT_PARTS
+        and isinstance(part.get("text"), str)
+    ]
+    return "\n".join(parts).strip()
 
 
 class Decider:
@@ -127,10 +151,9 @@ class Decider:
         s = self.settings
         if name in s.models:
             return Policy("direct")
-        if name == ROUTER:
-            if s.mapping is not None:
-                return Policy("mapping", s.threshold)
-            return Policy("winrate", s.threshold)
+        spec = s.routers.get(name)
+        if spec is not None:
+            return Policy(spec.kind, spec.threshold, spec)
         match = ROUTER_NAME.match(name)
         if match is None:
             raise ModelNotFound(
@@ -163,22 +186,26 @@ class Decider:
                 param="model",
                 code="invalid_model",
             )
-        return Policy("winrate", threshold)
+        return Policy("winrate", threshold, s.routers[ROUTER])
 
     async def decide(self, name: str, text: str) -> Decision:
         """`text`: what the API's provider extracted for classification ('' when none)."""
         policy = self.policy(name)
         if policy.kind == "direct":
             return Decision(model=name, reason="direct", requested=name)
-        fallback = self.settings.fallback
-        assert fallback is not None  # load_settings guarantees a fallback whenever routing exists
+        assert policy.router is not None  # every routed policy carries its router
+        fallback = policy.router.fallback
         if not text:
-            return Decision(fallback, "no_text", name, threshold=policy.threshold)
+            return Decision(
+                fallback, "no_text", name, threshold=policy.threshold, fallback=fallback
+            )
         try:
             (scores,) = await self.classifier.classify([text])
         except ClassifierError:
-            return Decision(fallback, "classifier_error", name, threshold=policy.threshold)
-        return replace(self.apply(policy, scores, name), fallback=fallback)
+            return Decision(
+                fallback, "classifier_error", name, threshold=policy.threshold, fallback=fallback
+            )
+        return self.apply(policy, scores, name)
 
     def continuing(self, name: str, owner: str) -> Decision:
         """A call that continues an answer `owner` made: it must reach the same upstream."""
@@ -197,31 +224,38 @@ class Decider:
     def api_kind(self, name: str) -> UpstreamKind:
         """Which API family serves `name`: its own upstream's, or for a router its models'
         (`load_settings` makes every model of a router share one kind)."""
-        if self.policy(name).kind == "direct":
+        policy = self.policy(name)
+        if policy.router is None:
             return self.settings.kind_of(name)
-        assert self.settings.fallback is not None
-        return self.settings.kind_of(self.settings.fallback)
+        return self.settings.kind_of(policy.router.fallback)
 
     def apply(self, policy: Policy, scores: Scores, requested: str) -> Decision:
         """The rule itself, on scores already computed (also used by `calibrate`)."""
-        s = self.settings
+        r = policy.router
+        assert r is not None  # `apply` is only reached for routed names
         label, top = scores.top
-        threshold = policy.threshold if policy.threshold is not None else s.threshold
+        threshold = policy.threshold if policy.threshold is not None else r.threshold
 
-        def decision(model: str, reason: Reason, score: float) -> Decision:
-            return Decision(model, reason, requested, label, score, scores.as_dict(), threshold)
+        def decision(
+            model: str, reason: Reason, score: float, at: float | None = threshold
+        ) -> Decision:
+            return Decision(
+                model, reason, requested, label, score, scores.as_dict(), at, r.fallback
+            )
 
         if policy.kind == "mapping":
-            assert s.mapping is not None
-            assert s.fallback is not None
+            assert r.mapping is not None
             if top < threshold:
-                return decision(s.fallback, "below_threshold", top)
-            if label not in s.mapping:
-                return decision(s.fallback, "unmapped", top)
-            return decision(s.mapping[label], "mapped", top)
-        assert s.strong is not None
-        assert s.weak is not None
+                return decision(r.fallback, "below_threshold", top)
+            if label not in r.mapping:
+                return decision(r.fallback, "unmapped", top)
+            return decision(r.mapping[label], "mapped", top)
         win_rate = scores.get(STRONG_LABEL)
+        if policy.kind == "tiers":
+            tier = next(t for t in r.tiers if t.min_win_rate is None or t.min_win_rate <= win_rate)
+            return decision(tier.model, "tier", win_rate, tier.min_win_rate)
+        assert r.strong is not None
+        assert r.weak is not None
         if win_rate >= threshold:
-            return decision(s.strong, "strong", win_rate)
-        return decision(s.weak, "weak", win_rate)
+            return decision(r.strong, "strong", win_rate)
+        return decision(r.weak, "weak", win_rate)

@@ -15,7 +15,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 
@@ -23,10 +23,13 @@ from classifier.settings import ClassifierSettings, SettingsError
 from gateway.pricing import Price
 
 __all__ = [
+    "ConversationPolicy",
     "LedgerSettings",
     "ModelTarget",
+    "RouterSpec",
     "Settings",
     "SettingsError",
+    "Tier",
     "Upstream",
     "load_settings",
 ]
@@ -37,6 +40,13 @@ DEFAULT_WEAK = "gpt-4o-mini"
 DEFAULT_UPSTREAM = "default"
 LABEL_RE = re.compile(r"^LABEL_\d+$")
 ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+ROUTER = "router"
+ConversationPolicy = Literal["per_turn", "sticky", "upgrade"]
+"""How a conversation's turns share a model; see `gateway.conversations`."""
+TIERS_EXAMPLE = (
+    '[{"model": "gpt-4o", "min_win_rate": 0.7}, {"model": "gpt-4o-mini", "min_win_rate": 0.3}, '
+    '{"model": "llama3"}]'
+)
 
 
 UpstreamKind = Literal["openai", "anthropic"]
@@ -81,6 +91,36 @@ class LedgerSettings:
     """Rows older than this are deleted."""
     store_prompts: bool = False
     """`ROUTELLM_LEDGER_PROMPTS=1`: also keep the classified text. Default: never stored."""
+
+
+@dataclass(frozen=True, slots=True)
+class Tier:
+    """One model of a tiered router: it answers when P(LABEL_0) ≥ `min_win_rate`."""
+
+    model: str
+    min_win_rate: float | None = None
+    """None for the last (weakest) tier, which answers everything below the others."""
+
+
+@dataclass(frozen=True, slots=True)
+class RouterSpec:
+    """One routed model name (`router`, or a name under `routers:`) and its rule: tiers when
+    given, else the label mapping when given, else RouteLLM's strong/weak win-rate rule."""
+
+    name: str
+    fallback: str
+    """Below the threshold, on classifier failure, and when the chosen upstream fails."""
+    mapping: Mapping[str, str] | None = None
+    threshold: float = 0.5
+    strong: str | None = None
+    weak: str | None = None
+    tiers: tuple[Tier, ...] = ()
+
+    @property
+    def kind(self) -> Literal["tiers", "mapping", "winrate"]:
+        if self.tiers:
+            return "tiers"
+        return "mapping" if self.mapping is not None else "winrate"
 
 
 @dataclass(frozen=True)
@@ -131,6 +171,19 @@ class Settings:
         """The API family of the upstream serving `model` (a key of `models`)."""
         return self.upstreams[self.models[model].upstream].kind
 
+    tiers: tuple[Tier, ...] = ()
+    """Tiers of `router`, strongest first (`routing.tiers` / `ROUTELLM_TIERS`)."""
+    routers: Mapping[str, RouterSpec] = field(default_factory=dict)
+    """Every routed name (`router` and the config's `routers:`) → its rule."""
+    conversation_policy: ConversationPolicy = "upgrade"
+    """`per_turn`, `sticky` or `upgrade`: whether later turns keep the conversation's model."""
+    conversation_ttl: float = 3600.0
+    """Seconds after a conversation's last turn that its state is kept."""
+    redis_url: str | None = field(default=None, repr=False)
+    """Conversation state in Redis, shared by replicas; None: kept in this process."""
+    redis_timeout: float = 0.05
+    """Seconds one Redis operation may take before the request decides without it."""
+
 
 def load_settings(env: Mapping[str, str], config_path: str | None = None) -> Settings:
     """Build `Settings` from the environment and an optional YAML file; raise `SettingsError`."""
@@ -143,14 +196,24 @@ def load_settings(env: Mapping[str, str], config_path: str | None = None) -> Set
     threshold = _fraction(env, "ROUTELLM_THRESHOLD", routing.get("threshold"), 0.5)
     strong = env.get("ROUTELLM_STRONG_MODEL") or _opt_str(routing, "strong", where)
     weak = env.get("ROUTELLM_WEAK_MODEL") or _opt_str(routing, "weak", where)
-    if mapping is None and not strong and not weak:
+    tiers = _tiers_from_env(env) or _tiers(routing.get("tiers"), f"routing.tiers {where}".strip())
+    if tiers and mapping is not None:
+        raise SettingsError(
+            "ROUTELLM_TIERS (routing.tiers) and ROUTELLM_MAPPING (routing.mapping) are both set: "
+            "`router` uses one rule, so keep only one of them"
+        )
+    if mapping is None and not strong and not weak and not tiers:
         strong, weak = DEFAULT_STRONG, DEFAULT_WEAK
     if bool(strong) != bool(weak):
         missing = "ROUTELLM_WEAK_MODEL" if strong else "ROUTELLM_STRONG_MODEL"
         raise SettingsError(
             f"{missing} is not set: the RouteLLM rule needs both a strong and a weak model"
         )
-    fallback = env.get("ROUTELLM_FALLBACK_MODEL") or _opt_str(routing, "fallback", where) or weak
+    fallback = (
+        env.get("ROUTELLM_FALLBACK_MODEL")
+        or _opt_str(routing, "fallback", where)
+        or (tiers[-1].model if tiers else weak)
+    )
     if fallback is None:
         raise SettingsError(
             "ROUTELLM_FALLBACK_MODEL is not set: with ROUTELLM_MAPPING, name the model used below "
@@ -171,6 +234,11 @@ def load_settings(env: Mapping[str, str], config_path: str | None = None) -> Set
         )
     extra = [m.strip() for m in env.get("ROUTELLM_MODELS", "").split(",") if m.strip()]
     sources = _routed_sources(mapping, fallback, strong, weak)
+    sources.update({t.model: "ROUTELLM_TIERS" for t in tiers if t.model not in sources})
+    named = _named_routers(doc, where)
+    for spec in named.values():
+        for model in _router_models(spec):
+            sources.setdefault(model, f"routers.{spec.name} {where}".strip())
     sources.update({name: "ROUTELLM_MODELS" for name in extra if name not in sources})
     for name, source in sources.items():
         if name in models:
@@ -181,18 +249,14 @@ def load_settings(env: Mapping[str, str], config_path: str | None = None) -> Set
                 f"{where} or set ROUTELLM_UPSTREAM_BASE_URL to the upstream that serves it"
             )
         models[name] = ModelTarget(name, DEFAULT_UPSTREAM, name)
-    kinds = {upstreams[models[name].upstream].kind: name for name in sources}
-    if len(kinds) > 1:
-        raise SettingsError(
-            f"the routing mixes APIs: {kinds['openai']!r} is an openai model and "
-            f"{kinds['anthropic']!r} an anthropic one; a router chooses among models of one API "
-            "(its mapping, fallback, strong and weak models must share an upstream kind)"
-        )
-    for reserved in ("router",):
+    for reserved in (ROUTER, *named):
         if reserved in models:
             raise SettingsError(
                 f"the model name {reserved!r} is reserved for routing: rename it {where}"
             )
+    default_router = RouterSpec(ROUTER, fallback, mapping, threshold, strong, weak, tiers)
+    for spec in (default_router, *named.values()):
+        _one_api(spec, models, upstreams)
 
     keys = tuple(k.strip() for k in env.get("ROUTELLM_API_KEYS", "").split(",") if k.strip())
     _apply_prices(env, models)
@@ -229,7 +293,27 @@ def load_settings(env: Mapping[str, str], config_path: str | None = None) -> Set
         admin_keys=tuple(
             k.strip() for k in env.get("ROUTELLM_ADMIN_KEYS", "").split(",") if k.strip()
         ),
+        tiers=tiers,
+        routers={ROUTER: default_router, **named},
+        conversation_policy=_conversation_policy(env),
+        conversation_ttl=_positive(env, "ROUTELLM_CONVERSATION_TTL", 3600.0),
+        redis_url=_redis_url(env),
+        redis_timeout=_positive(env, "ROUTELLM_REDIS_TIMEOUT", 0.05),
     )
+
+
+def _one_api(
+    spec: RouterSpec, models: Mapping[str, ModelTarget], upstreams: Mapping[str, Upstream]
+) -> None:
+    """A router chooses among models of one API: a request arrives on one and goes upstream on
+    the same one, so an Anthropic model cannot answer a router called on Chat Completions."""
+    kinds = {upstreams[models[m].upstream].kind: m for m in _router_models(spec)}
+    if len(kinds) > 1:
+        raise SettingsError(
+            f"router {spec.name!r} mixes APIs: {kinds['openai']!r} is an openai model and "
+            f"{kinds['anthropic']!r} an anthropic one; a router chooses among models of one "
+            "upstream kind (define a router per API under `routers:`)"
+        )
 
 
 def _routed_sources(
@@ -268,10 +352,10 @@ def _read_yaml(path: str) -> dict[str, Any]:
         raise SettingsError(
             f"{path}: the top level must be a mapping with upstreams/models/routing"
         )
-    unknown = set(doc) - {"upstreams", "models", "routing"}
+    unknown = set(doc) - {"upstreams", "models", "routing", "routers"}
     if unknown:
         raise SettingsError(
-            f"{path}: unknown key {sorted(unknown)[0]!r}: use upstreams, models, routing"
+            f"{path}: unknown key {sorted(unknown)[0]!r}: use upstreams, models, routing, routers"
         )
     return doc
 
@@ -293,7 +377,7 @@ def _opt_str(section: Mapping[str, Any], key: str, where: str) -> str | None:
 
 
 def _mapping(
-    env: Mapping[str, str], routing: Mapping[str, Any], where: str
+    env: Mapping[str, str], routing: Mapping[str, Any], where: str, key: str = "routing.mapping"
 ) -> dict[str, str] | None:
     raw = env.get("ROUTELLM_MAPPING")
     example = '\'{"LABEL_0": "gpt-4o", "LABEL_1": "gpt-4o-mini", "LABEL_2": "gpt-4o-mini"}\''
@@ -307,7 +391,7 @@ def _mapping(
                 f"write it as {example}"
             ) from None
     else:
-        name = f"routing.mapping {where}".strip()
+        name = f"{key} {where}".strip()
         value = routing.get("mapping")
         if value is None:
             return None
@@ -501,3 +585,130 @@ def _ledger(env: Mapping[str, str]) -> LedgerSettings:
 def from_environment(config_path: str | None = None) -> Settings:
     """Settings from this process's environment: what the CLI and the ASGI factory use."""
     return load_settings(os.environ, config_path)
+
+
+def _conversation_policy(env: Mapping[str, str]) -> ConversationPolicy:
+    raw = env.get("ROUTELLM_CONVERSATION_POLICY", "").strip().lower() or "upgrade"
+    for policy in get_args(ConversationPolicy):
+        if raw == policy:
+            return policy  # type: ignore[no-any-return]
+    raise SettingsError(
+        f"ROUTELLM_CONVERSATION_POLICY={raw!r} is not supported: use per_turn, sticky or upgrade"
+    )
+
+
+def _redis_url(env: Mapping[str, str]) -> str | None:
+    raw = env.get("ROUTELLM_REDIS_URL", "").strip()
+    if not raw:
+        return None
+    if not re.match(r"^rediss?://[^\s]+$", raw):
+        raise SettingsError(
+            "ROUTELLM_REDIS_URL must be a redis:// or rediss:// URL, e.g. redis://127.0.0.1:6379/0"
+        )
+    return raw
+
+
+def _tiers_from_env(env: Mapping[str, str]) -> tuple[Tier, ...]:
+    raw = env.get("ROUTELLM_TIERS", "").strip()
+    if not raw:
+        return ()
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise SettingsError(
+            f"ROUTELLM_TIERS is not valid JSON ({exc.msg} at char {exc.pos}): "
+            f"write it as '{TIERS_EXAMPLE}'"
+        ) from None
+    return _tiers(value, "ROUTELLM_TIERS")
+
+
+def _tiers(value: Any, name: str) -> tuple[Tier, ...]:
+    """Validated tiers: at least two, strongest first, `min_win_rate` strictly decreasing, the
+    last one without (it takes everything below)."""
+    if value is None:
+        return ()
+    if not isinstance(value, list) or len(value) < 2:
+        raise SettingsError(f"{name} must be a list of at least two tiers, e.g. {TIERS_EXAMPLE}")
+    tiers = []
+    for i, item in enumerate(value):
+        last = i == len(value) - 1
+        if (
+            not isinstance(item, dict)
+            or not isinstance(item.get("model"), str)
+            or not item["model"]
+        ):
+            raise SettingsError(
+                f"{name}[{i}] must be an object with a `model`, e.g. {TIERS_EXAMPLE}"
+            )
+        extra = set(item) - {"model", "min_win_rate"}
+        if extra:
+            raise SettingsError(
+                f"{name}[{i}]: unknown key {sorted(extra)[0]!r}: use model, min_win_rate"
+            )
+        rate = item.get("min_win_rate")
+        if last:
+            if rate is not None:
+                raise SettingsError(
+                    f"{name}[{i}]: the last tier takes every request below the others, so it "
+                    "has no min_win_rate: remove it"
+                )
+            tiers.append(Tier(item["model"]))
+            continue
+        if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0.0 <= rate <= 1.0:
+            raise SettingsError(f"{name}[{i}].min_win_rate must be a number between 0 and 1")
+        previous = tiers[-1].min_win_rate if tiers else None
+        if previous is not None and rate >= previous:
+            raise SettingsError(
+                f"{name}[{i}].min_win_rate={rate} is not below the tier before it ({previous}): "
+                "list tiers strongest first, each with a lower min_win_rate"
+            )
+        tiers.append(Tier(item["model"], float(rate)))
+    return tuple(tiers)
+
+
+ROUTER_KEYS = frozenset({"mapping", "threshold", "fallback", "strong", "weak", "tiers"})
+
+
+def _named_routers(doc: Mapping[str, Any], where: str) -> dict[str, RouterSpec]:
+    """The config's `routers:`: each routed name with the keys of `routing` (no variables)."""
+    found: dict[str, RouterSpec] = {}
+    for raw_name, section in _section(doc, "routers", where).items():
+        name = str(raw_name)
+        key = f"routers.{name} {where}".strip()
+        if name == ROUTER or name.startswith("router-bert-"):
+            raise SettingsError(f"{key}: the name {name!r} is reserved: choose another name")
+        if not isinstance(section, dict):
+            raise SettingsError(f"{key} must be a mapping with the keys of `routing`")
+        unknown = set(section) - ROUTER_KEYS
+        if unknown:
+            raise SettingsError(
+                f"{key}: unknown key {sorted(unknown)[0]!r}: use {', '.join(sorted(ROUTER_KEYS))}"
+            )
+        mapping = (
+            _mapping({}, section, where, f"routers.{name}.mapping")
+            if "mapping" in section
+            else None
+        )
+        threshold = _fraction({}, f"{key}: threshold", section.get("threshold"), 0.5)
+        strong = _opt_str(section, "strong", where)
+        weak = _opt_str(section, "weak", where)
+        tiers = _tiers(section.get("tiers"), f"{key}: tiers")
+        rules = sum((bool(tiers), mapping is not None, bool(strong or weak)))
+        if rules != 1:
+            raise SettingsError(
+                f"{key} needs exactly one rule: `tiers`, `mapping` (with `fallback`), or "
+                "`strong` and `weak`"
+            )
+        if bool(strong) != bool(weak):
+            raise SettingsError(f"{key} needs both `strong` and `weak`")
+        fallback = _opt_str(section, "fallback", where) or (tiers[-1].model if tiers else weak)
+        if fallback is None:
+            raise SettingsError(f"{key}: with a mapping, name the `fallback` model")
+        found[name] = RouterSpec(name, fallback, mapping, threshold, strong, weak, tiers)
+    return found
+
+
+def _router_models(spec: RouterSpec) -> list[str]:
+    """Every model a router can pick."""
+    picked = [*(spec.mapping or {}).values(), spec.fallback, *(t.model for t in spec.tiers)]
+    return picked + [m for m in (spec.strong, spec.weak) if m]

@@ -191,11 +191,13 @@ class Telemetry:
         *,
         classifier: Mapping[str, object] | None = None,
         breakers: Mapping[str, list[str]] | None = None,
+        conversation_failures: int = 0,
     ) -> bytes:
         """The Prometheus text exposition (serve it with `CONTENT_TYPE`), with the classifier's
         numeric health figures and the open breakers read at scrape time."""
         self._snapshot.classifier = dict(classifier or {})
         self._snapshot.breakers = dict(breakers or {})
+        self._snapshot.conversation_failures = conversation_failures
         return generate_latest(self.registry)
 
 
@@ -225,13 +227,20 @@ class _LedgerCollector(Collector):
 
 class _Snapshot(Collector):
     """What `/metrics` reads fresh at each scrape: the classifier's health figures (names from
-    this project's classifiers, numbers only) and the open circuit breakers (configured names)."""
+    this project's classifiers, numbers only), the open circuit breakers (configured names) and
+    the conversation store's failures."""
 
     def __init__(self) -> None:
         self.classifier: dict[str, object] = {}
         self.breakers: dict[str, list[str]] = {}
+        self.conversation_failures = 0
 
     def collect(self) -> Iterable[Metric]:
+        yield CounterMetricFamily(
+            "routellm_conversation_store_failures",
+            "Routed requests decided per turn because the conversation store failed.",
+            value=self.conversation_failures,
+        )
         for key, value in sorted(self.classifier.items()):
             if isinstance(value, bool) or not isinstance(value, int | float):
                 continue

@@ -13,6 +13,7 @@ from typing import Any
 from gateway.errors import GatewayError, UpstreamStatus
 from gateway.pricing import Usage
 from gateway.providers.base import Call, Provider, StreamReader
+from gateway.providers.openai_chat import conversation_marks
 from gateway.providers.typed_events import TypedEventReader, typed_frame
 from gateway.routing import text_to_classify
 from gateway.schema import parse_chat_request
@@ -41,8 +42,15 @@ class AnthropicMessages(Provider):
         chat = parse_chat_request(raw, max_messages=max_messages, roles=ROLES)
         forwarded = {name: headers[name] for name in FORWARDED_HEADERS if name in headers}
         forwarded.setdefault("anthropic-version", DEFAULT_VERSION)
+        seed, has_history = conversation_marks(chat.messages, chat.body.get("system"))
         return Call(
-            chat.model, chat.stream, chat.body, text_to_classify(chat.messages), headers=forwarded
+            chat.model,
+            chat.stream,
+            chat.body,
+            text_to_classify(chat.messages),
+            headers=forwarded,
+            conversation_seed=seed,
+            has_history=has_history,
         )
 
     def auth_headers(self, upstream: Upstream) -> dict[str, str]:

@@ -47,6 +47,11 @@ class Call:
     previous_id: str | None = None
     """An earlier answer this call continues on the server that made it
     (the Responses API's `previous_response_id`)."""
+    conversation_seed: str = ""
+    """What a derived conversation id is made of (the system message and the first user
+    message): the same on every turn of one chat, since clients resend the history."""
+    has_history: bool = False
+    """The request carries an earlier assistant turn: it continues a conversation."""
 
 
 @dataclass(frozen=True, slots=True)

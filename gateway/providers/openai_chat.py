@@ -34,7 +34,16 @@ class ChatCompletions(Provider):
 
     def parse(self, raw: bytes, headers: Mapping[str, str], *, max_messages: int) -> Call:
         chat = parse_chat_request(raw, max_messages=max_messages)
-        return Call(chat.model, chat.stream, chat.body, text_to_classify(chat.messages))
+        text = text_to_classify(chat.messages)
+        seed, has_history = conversation_marks(chat.messages)
+        return Call(
+            chat.model,
+            chat.stream,
+            chat.body,
+            text,
+            conversation_seed=seed,
+            has_history=has_history,
+        )
 
     def request(self, upstream: Upstream, upstream_model: str, call: Call) -> UpstreamRequest:
         built = super().request(upstream, upstream_model, call)
@@ -52,6 +61,20 @@ class ChatCompletions(Provider):
 def asks_usage(body: Mapping[str, Any]) -> bool:
     options = body.get("stream_options")
     return isinstance(options, dict) and options.get("include_usage") is True
+
+
+def conversation_marks(messages: list[dict[str, Any]], system: Any = None) -> tuple[str, bool]:
+    """The conversation seed (system/developer messages before the first user message, and that
+    user message, as JSON; Anthropic's top-level `system` first) and whether an assistant turn
+    came before this request."""
+    opening: list[Any] = [["system", system]] if system is not None else []
+    for message in messages:
+        opening.append([message.get("role"), message.get("content")])
+        if message.get("role") == "user":
+            break
+    opening = [item for item in opening if item[0] in ("system", "developer", "user")]
+    has_history = any(message.get("role") == "assistant" for message in messages)
+    return msgspec.json.encode(opening).decode(), has_history
 
 
 class ChatReader(StreamReader):

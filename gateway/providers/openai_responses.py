@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import msgspec
+
 from gateway.errors import GatewayError, InvalidRequest
 from gateway.pricing import Usage
 from gateway.providers.base import Call, Provider, StreamReader
@@ -38,7 +40,20 @@ class Responses(Provider):
             raise InvalidRequest(
                 "'previous_response_id' must be a string", param="previous_response_id"
             )
-        return Call(model, stream_flag(body), body, latest_user_text(items), previous_id=previous)
+        opening = [items] if isinstance(items, str) else (items or [])[:1]
+        seed = msgspec.json.encode([body.get("instructions"), opening]).decode()
+        history = previous is not None or any(
+            isinstance(item, dict) and item.get("role") == "assistant" for item in items or []
+        )
+        return Call(
+            model,
+            stream_flag(body),
+            body,
+            latest_user_text(items),
+            previous_id=previous,
+            conversation_seed=seed,
+            has_history=history,
+        )
 
     def answer_id(self, answer: dict[str, Any]) -> str | None:
         return _response_id(answer)

@@ -1,0 +1,169 @@
+"""Conversation-aware routing: which conversation a request belongs to, and whether its turn
+keeps the model the conversation already has.
+
+Identity. A client may name its conversation in the `x-routellm-conversation` header; that id
+is its word and always continues the conversation's state. Otherwise the id is derived from the
+client's key, the system message and the first user message, which clients resend unchanged on
+every turn. Under a derived id, a request without an earlier assistant turn starts afresh: its
+decision replaces any state, so two chats that open with the same words do not share later
+turns. State is always scoped by the client's key: clients with different keys never share it.
+
+Policies (`ROUTELLM_CONVERSATION_POLICY`):
+
+- `per_turn`: every turn is decided alone; no state is read or written.
+- `sticky`: the conversation's first decision holds for all its turns.
+- `upgrade` (default): a turn moves the conversation only when its P(LABEL_0) is higher than
+  that of the decision that chose the current model, so it climbs but never falls back.
+
+A kept decision has reason `pinned` and still reports the new turn's label and scores. A model
+named directly is never pinned or swapped. When the store fails, the turn is decided alone
+(`failures` counts it, `degraded` is set until the store answers again).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from gateway.errors import InvalidRequest
+from gateway.providers.base import Call
+from gateway.routing import STRONG_LABEL, Decision
+from gateway.settings import ConversationPolicy
+from gateway.state import Store, StoreUnavailable
+
+HEADER = "x-routellm-conversation"
+NAMESPACE = "conversation"
+VALID_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
+"""An explicit id: 1 to 128 visible ASCII characters (it is echoed in a response header)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    """The conversation one request belongs to."""
+
+    id: str
+    """The id echoed to the client: its own, or the derived `c-<hex>`."""
+    explicit: bool
+    """The client sent the id in `x-routellm-conversation`."""
+    scope: str
+    """The store key: the id hashed with the client's key, so clients never share state."""
+    fresh: bool
+    """A derived id on a request with no earlier assistant turn: any state is replaced."""
+
+
+@dataclass(frozen=True, slots=True)
+class Pin:
+    """What a conversation keeps between turns."""
+
+    model: str
+    win_rate: float
+    """P(LABEL_0) of the decision that chose `model`."""
+    router: str
+    """The routed name that decided; a turn asking another router decides afresh."""
+
+    def as_json(self) -> dict[str, Any]:
+        return {"model": self.model, "win_rate": self.win_rate, "router": self.router}
+
+    @classmethod
+    def from_json(cls, value: Any) -> Pin | None:
+        """None for anything that is not a pin (another version's value, a foreign key)."""
+        if not isinstance(value, dict):
+            return None
+        model, rate, router = value.get("model"), value.get("win_rate"), value.get("router")
+        if isinstance(model, str) and isinstance(rate, int | float) and isinstance(router, str):
+            return cls(model, float(rate), router)
+        return None
+
+
+def client_key(headers: Mapping[str, str]) -> str:
+    """The credential the client sent (Bearer token, else `x-api-key`); '' without one."""
+    scheme, _, token = headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return headers.get("x-api-key", "").strip()
+
+
+def identify(header: str | None, key: str, call: Call) -> Conversation:
+    """The conversation of `call`, from the client's header or derived; `InvalidRequest` for a
+    header that is not a usable id."""
+    secret = hashlib.sha256(key.encode()).digest()
+    if header is not None:
+        given = header.strip()
+        if not VALID_ID.match(given):
+            raise InvalidRequest(
+                f"The {HEADER} header must be 1 to 128 visible ASCII characters (no spaces)",
+                param=HEADER,
+            )
+        conversation_id, explicit = given, True
+    else:
+        digest = hashlib.blake2b(call.conversation_seed.encode(), key=secret, digest_size=16)
+        conversation_id, explicit = f"c-{digest.hexdigest()}", False
+    scope = hashlib.blake2b(
+        conversation_id.encode(), key=secret, digest_size=20, person=b"routellm-conv"
+    ).hexdigest()
+    return Conversation(
+        conversation_id, explicit, scope, fresh=not explicit and not call.has_history
+    )
+
+
+def win_rate(decision: Decision) -> float | None:
+    """P(LABEL_0) of a classified decision; None when the classifier did not run."""
+    if decision.scores is None:
+        return None
+    return decision.scores.get(STRONG_LABEL)
+
+
+def keep(
+    policy: ConversationPolicy, pin: Pin | None, decision: Decision
+) -> tuple[Decision, Pin | None]:
+    """The rule itself: the decision this turn gets under `policy`, given the conversation's
+    `pin`, and the pin to store afterwards (None: store nothing)."""
+    rate = win_rate(decision)
+    if policy == "per_turn":
+        return decision, None
+    if pin is not None and pin.router == decision.requested:  # noqa: SIM102 (reads as the rule)
+        if policy == "sticky" or rate is None or rate <= pin.win_rate:
+            return replace(decision, model=pin.model, reason="pinned"), pin
+    if rate is None:
+        return decision, None
+    return decision, Pin(decision.model, rate, decision.requested)
+
+
+class Conversations:
+    """Applies the policy to routed decisions, with the state in a `Store`."""
+
+    def __init__(self, policy: ConversationPolicy, store: Store, ttl: float) -> None:
+        self.policy = policy
+        self.store = store
+        self.ttl = ttl
+        self.failures = 0
+        """Routed requests decided alone because the store failed."""
+        self.degraded = False
+        """The store's last operation failed; cleared by its next success."""
+
+    async def settle(
+        self, conversation: Conversation, decision: Decision, *, record: bool = True
+    ) -> Decision:
+        """The decision for this turn of `conversation`. `record=False` reads the state but
+        leaves it untouched (`/v1/route` explains without changing anything)."""
+        if self.policy == "per_turn" or not decision.routed:
+            return decision
+        try:
+            pin = None
+            if not conversation.fresh:
+                pin = Pin.from_json(await self.store.get(NAMESPACE, conversation.scope))
+            kept, new_pin = keep(self.policy, pin, decision)
+            if record and new_pin is not None:
+                await self.store.put(NAMESPACE, conversation.scope, new_pin.as_json(), self.ttl)
+        except StoreUnavailable:
+            self.failures += 1
+            self.degraded = True
+            return decision
+        self.degraded = False
+        return kept
+
+    def health(self) -> str:
+        return "degraded" if self.degraded else "ok"
