@@ -12,6 +12,11 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 
+ROUTELLM_LABELS = ("LABEL_0", "LABEL_1", "LABEL_2")
+"""The labels of `routellm/bert_gpt4_augmented`, in model order: what a remote classifier must
+answer with."""
+
+
 class ClassifierError(Exception):
     """The classifier could not score a text: a remote service failed, timed out or answered
     something unreadable, or the local model failed. The gateway routes to its fallback model."""

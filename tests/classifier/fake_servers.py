@@ -71,7 +71,7 @@ class FakeRemote:
             return 500, {"error": f"boom; you sent {auth}", "error_type": "backend"}
         if path == "/slow":
             await asyncio.sleep(1.0)
-            return 200, [{"label": "LABEL_0", "score": 1.0}]
+            return 200, [{"label": f"LABEL_{i}", "score": float(i == 0)} for i in range(3)]
         if path == "/garbage":
             return 200, b"<html>not json</html>"
         if path == "/redirect":
