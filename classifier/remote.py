@@ -167,11 +167,13 @@ class RemoteClassifier:
 
     def _clean(self, text: str) -> str:
         """A short one-line snippet without the token or URL credentials (some servers echo
-        them)."""
+        them), control characters escaped so a log reader's terminal sees text only."""
         text = " ".join(text.split())
         for secret in self._secrets:
             text = text.replace(secret, "***")
-        return text if len(text) <= _SNIPPET_CHARS else text[: _SNIPPET_CHARS - 3] + "..."
+        if len(text) > _SNIPPET_CHARS:
+            text = text[: _SNIPPET_CHARS - 3] + "..."
+        return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
     async def health(self) -> dict[str, object]:
         """The URL (no credentials) and the last error, if the last call failed."""
