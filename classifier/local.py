@@ -207,6 +207,7 @@ class LocalClassifier:
                 add_special_tokens=False,
                 return_offsets_mapping=True,
                 return_attention_mask=False,
+                verbose=False,  # a prefix over 512 tokens is the point, not a mistake
             )["offset_mapping"]
             needed = self._content_tokens
             if len(offsets) >= needed and offsets[needed - 1][1] <= limit - _CUT_MARGIN_CHARS:
