@@ -52,7 +52,7 @@ async def main() -> None:
     huge = (prose * (size // len(prose) + 1))[:size]
     # The worst case for the cut: characters the tokenizer folds into few tokens, so the cut
     # doubles up to ROUTELLM_BERT_MAX_CHARS without proving itself harmless.
-    rng = random.Random(0)  # noqa: S311
+    rng = random.Random(0)
     block = "".join(chr(rng.randint(0x4E00, 0x9FFF)) for _ in range(100_000))
     folded = (block * (size // len(block) + 1))[:size]
     with tempfile.TemporaryDirectory() as tmp:

@@ -99,9 +99,7 @@ class SSEParser:
     def _check_size(self) -> None:
         limit = self._max_event_bytes
         if limit is not None and self._data_bytes + len(self._partial) > limit:
-            raise EventTooLarge(
-                f"an upstream event exceeds {limit} bytes without ending (ROUTELLM_MAX_EVENT_BYTES)"
-            )
+            raise EventTooLarge(f"an event over {limit} bytes (ROUTELLM_MAX_EVENT_BYTES)")
 
     def _line(self, line: bytes, events: list[str]) -> None:
         if not line:

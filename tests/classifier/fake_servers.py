@@ -29,8 +29,10 @@ def _ranked(**scores: Any) -> list[dict[str, Any]]:
 
 
 HOSTILE: dict[str, Any] = {
-    "crlf-label": [{"label": "LABEL_0\r\nx-routellm-model: evil", "score": 1.0}]
-    + _ranked(LABEL_1=0.0, LABEL_2=0.0),
+    "crlf-label": [
+        {"label": "LABEL_0\r\nx-routellm-model: evil", "score": 1.0},
+        *_ranked(LABEL_1=0.0, LABEL_2=0.0),
+    ],
     "nan": b'[{"label": "LABEL_0", "score": NaN}, {"label": "LABEL_1", "score": 0.0}, '
     b'{"label": "LABEL_2", "score": 0.0}]',
     "too-high": _ranked(LABEL_0=7.5, LABEL_1=0.0, LABEL_2=0.0),

@@ -18,7 +18,7 @@ from classifier.synthetic import corpus
 
 MAX_CHARS = 131_072
 PROSE = " ".join(corpus(4000))  # about 470,000 characters
-RNG = random.Random(7)  # noqa: S311  (reproducible test texts)
+RNG = random.Random(7)
 UNKNOWN_CJK = "".join(chr(RNG.randint(0x4E00, 0x9FFF)) for _ in range(100_000))
 EMOJI = "".join(chr(RNG.randint(0x1F600, 0x1F64F)) for _ in range(30_000))
 

@@ -175,7 +175,8 @@ async def test_recovers_and_clears_last_error() -> None:
 
 async def test_wrong_number_of_results() -> None:
     def handler(_: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, json={"object": "list", "data": [{"index": 0, "probs": [1.0, 0, 0]}]})
+        data = [{"index": 0, "probs": [1.0, 0, 0]}]
+        return httpx.Response(200, json={"object": "list", "data": data})
 
     client = RemoteClassifier("http://c/classify", transport=httpx.MockTransport(handler))
     try:

@@ -69,11 +69,13 @@ json_values = st.recursive(
     | st.floats(allow_nan=False)
     | st.text(max_size=10)
     | st.sampled_from(["user", "text", "assistant", "image_url", "router", "direct"]),
-    lambda inner: st.lists(inner, max_size=4)
-    | st.dictionaries(
-        st.sampled_from(["role", "content", "type", "text", "name", "x"]) | st.text(max_size=5),
-        inner,
-        max_size=4,
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(["role", "content", "type", "text", "name", "x"]) | st.text(max_size=5),
+            inner,
+            max_size=4,
+        )
     ),
     max_leaves=20,
 )
