@@ -8,6 +8,7 @@ types at any depth the gateway reads are all 400s, never an exception that becom
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,13 @@ from gateway.errors import InvalidRequest
 MAX_JSON_DEPTH = 64
 """Deepest nesting of arrays and objects accepted in a request body. Chat bodies nest about 6
 levels, tool schemas a dozen more: 64 refuses only bodies built to be deep."""
+
+# msgspec refuses lone surrogates, sometimes as "Input data was truncated": looked for only
+# once decoding failed, to name the real problem.
+_LONE_SURROGATE = re.compile(
+    rb"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})"
+    rb"|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+)
 
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 
@@ -39,6 +47,11 @@ def parse_body(raw: bytes) -> dict[str, Any]:
     try:
         body = msgspec.json.decode(raw)
     except msgspec.DecodeError as exc:
+        if _LONE_SURROGATE.search(raw):
+            raise InvalidRequest(
+                "The request body holds a \\uD800-\\uDFFF escape that is not part of a "
+                "surrogate pair: JSON strings must be valid Unicode"
+            ) from None
         raise InvalidRequest(f"The request body is not valid JSON: {exc}") from None
     except UnicodeDecodeError:
         raise InvalidRequest(

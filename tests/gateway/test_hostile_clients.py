@@ -153,3 +153,22 @@ def test_nesting_within_the_limit_is_accepted(client: TestClient[Any]) -> None:
     }
     response = client.post("/v1/route", content=json.dumps(body).encode())
     assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize(
+    "path", ["/v1/responses", "/v1/messages", "/v1/completions", "/v1/embeddings"]
+)
+@pytest.mark.parametrize(
+    ("raw", "names"),
+    [
+        (b"[" * 100_000 + b"]" * 100_000, "64 levels"),
+        (b'{"model": "direct", "input": "\xff\xfe"}', "UTF-8"),
+        (b'{"model": "direct", "input": "\\ud800"}', "surrogate"),
+    ],
+)
+def test_every_api_refuses_malformed_bodies_with_a_400(
+    client: TestClient[Any], path: str, raw: bytes, names: str
+) -> None:
+    response = client.post(path, content=raw)
+    assert response.status_code == 400
+    assert names in response.json()["error"]["message"]
