@@ -9,20 +9,27 @@ Responses `parse_response` reads, always into `list[Scores]` with labels in mode
     Hugging Face Inference  [[{"label", "score"}, ...]] even for one text
     text-embeddings-inf.    [{"score", "label"}, ...] sorted by score (read by label, not place)
     vLLM /classify          {"object": "list", "data": [{"index", "label", "probs", ...}], ...}
-Labels that arrive as an unordered set are put in natural order (LABEL_2 before LABEL_10).
+Nothing a remote classifier answers is trusted: the labels must be exactly the model's labels
+(`ROUTELLM_LABELS` unless told otherwise), every score a finite number in [0, 1], and the scores
+of one text must sum to 1 (within `PROBABILITY_SLACK`), since every format answers probabilities.
+Anything else is a `ClassifierError` whose message quotes untrusted strings with `repr()`.
 """
 
 from __future__ import annotations
 
-import re
+import math
 import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from classifier.base import ClassifierError, Scores
+from classifier.base import ROUTELLM_LABELS, ClassifierError, Scores
 
 Json = object
+
+PROBABILITY_SLACK = 0.01
+"""How far from 1 the scores of one text may sum: float32 softmax is within 1e-6, a bfloat16
+model's probabilities within a few 1e-3."""
 
 
 class InputError(ValueError):
@@ -158,25 +165,25 @@ def classify_request(texts: Sequence[str], model: str | None = None) -> Json:
     return body
 
 
-def parse_response(body: Json) -> list[Scores]:
-    """Any of the four response formats -> one `Scores` per text, labels in model order.
+def parse_response(body: Json, labels: tuple[str, ...] = ROUTELLM_LABELS) -> list[Scores]:
+    """Any of the four response formats -> one `Scores` per text, in the order of `labels`.
 
-    Raises `ClassifierError` naming what was unreadable (including error bodies)."""
+    Raises `ClassifierError` naming what was unreadable or invalid (including error bodies)."""
     if isinstance(body, dict):
         if "error" in body:
             raise ClassifierError(f"remote classifier error: {_error_text(body)}")
         if isinstance(body.get("data"), list):
-            return _parse_vllm(body["data"])
+            return _parse_vllm(body["data"], labels)
         raise ClassifierError(f"unreadable classifier response: object with keys {_keys(body)}")
     if isinstance(body, list) and body:
         if all(isinstance(item, dict) for item in body):
-            return [_parse_ranked(body, "response")]
+            return [_parse_ranked(body, "response", labels)]
         if all(isinstance(item, list) for item in body):
-            return [_parse_ranked(item, f"response[{i}]") for i, item in enumerate(body)]
+            return [_parse_ranked(item, f"response[{i}]", labels) for i, item in enumerate(body)]
     raise ClassifierError(f"unreadable classifier response: {_kind(body)} {_snippet(body)}")
 
 
-def _parse_ranked(items: list[Json], where: str) -> Scores:
+def _parse_ranked(items: list[Json], where: str, labels: tuple[str, ...]) -> Scores:
     found: dict[str, float] = {}
     for item in items:
         if not isinstance(item, dict):
@@ -187,16 +194,23 @@ def _parse_ranked(items: list[Json], where: str) -> Scores:
                 f"unreadable classifier response: {where} item without string 'label' "
                 f"and numeric 'score': {_snippet(item)}"
             )
+        if label not in labels:
+            raise ClassifierError(
+                f"invalid classifier response: {where} has label {_snippet(label)}, "
+                f"not one of the model's labels {', '.join(labels)}"
+            )
         if label in found:
             raise ClassifierError(f"unreadable classifier response: {where} repeats {label!r}")
         found[label] = float(score)  # type: ignore[arg-type]  # checked by _is_number
-    if not found:
-        raise ClassifierError(f"unreadable classifier response: {where} is empty")
-    labels = sorted(found, key=natural_key)
-    return Scores(tuple(labels), tuple(found[lb] for lb in labels))
+    missing = [lb for lb in labels if lb not in found]
+    if missing:
+        raise ClassifierError(
+            f"invalid classifier response: {where} lacks the scores of {', '.join(missing)}"
+        )
+    return _probabilities(labels, [found[lb] for lb in labels], where)
 
 
-def _parse_vllm(data: list[Json]) -> list[Scores]:
+def _parse_vllm(data: list[Json], labels: tuple[str, ...]) -> list[Scores]:
     rows: list[tuple[int, Scores]] = []
     for n, item in enumerate(data):
         if not isinstance(item, dict):
@@ -207,26 +221,39 @@ def _parse_vllm(data: list[Json]) -> list[Scores]:
             or not probs
             or not all(_is_number(p) for p in probs)
             or not isinstance(index, int)
+            or isinstance(index, bool)
         ):
             raise ClassifierError(
                 f"unreadable vLLM response: data[{n}] needs 'probs' (numbers) and 'index'"
             )
-        # vLLM's probs are in label order; it names only the top label, so use LABEL_<i>.
-        labels = tuple(f"LABEL_{i}" for i in range(len(probs)))
-        rows.append((index, Scores(labels, tuple(float(p) for p in probs))))
+        if len(probs) != len(labels):
+            raise ClassifierError(
+                f"invalid vLLM response: data[{n}] has {len(probs)} probs for a model with "
+                f"{len(labels)} labels"
+            )
+        # vLLM's probs are in label order; it names only the top label.
+        rows.append((index, _probabilities(labels, [float(p) for p in probs], f"data[{n}]")))
     rows.sort(key=lambda r: r[0])
     if not rows:
         raise ClassifierError("unreadable vLLM response: 'data' is empty")
+    if [index for index, _ in rows] != list(range(len(rows))):
+        raise ClassifierError("invalid vLLM response: the 'index' values are not 0, 1, 2, ...")
     return [scores for _, scores in rows]
 
 
-def natural_key(label: str) -> tuple[tuple[int, int | str], ...]:
-    """Sort key putting LABEL_2 before LABEL_10."""
-    return tuple(
-        (0, int(part)) if part.isdigit() else (1, part)
-        for part in re.split(r"(\d+)", label)
-        if part
-    )
+def _probabilities(labels: tuple[str, ...], probs: list[float], where: str) -> Scores:
+    for label, p in zip(labels, probs, strict=True):
+        if not (math.isfinite(p) and 0.0 <= p <= 1.0):
+            raise ClassifierError(
+                f"invalid classifier response: {where} scores {label} {p!r}, "
+                "not a probability in [0, 1]"
+            )
+    total = math.fsum(probs)
+    if abs(total - 1.0) > PROBABILITY_SLACK:
+        raise ClassifierError(
+            f"invalid classifier response: {where} scores sum to {total:.6g}, not 1"
+        )
+    return Scores(labels, tuple(probs))
 
 
 def _is_number(value: Json) -> bool:

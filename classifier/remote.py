@@ -14,17 +14,25 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
+import logging
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Literal, NoReturn
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import httpx
+import msgspec
 
-from classifier.base import ClassifierError, Scores
+from classifier.base import ROUTELLM_LABELS, ClassifierError, Scores
 from classifier.formats import classify_request, parse_response
 
+logger = logging.getLogger(__name__)
+
 _SNIPPET_CHARS = 200
+MAX_RESPONSE_BYTES = 1024 * 1024
+"""Default cap on an answer's body: 64 texts of three scores take about 10 KiB."""
+
+Problem = Literal["timeout", "unreachable", "status", "too_large", "not_json", "invalid", "count"]
+_INVALID: frozenset[Problem] = frozenset({"too_large", "not_json", "invalid", "count"})
 
 
 class RemoteClassifier:
@@ -41,6 +49,8 @@ class RemoteClassifier:
         token: str | None = None,
         timeout: float = 2.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        labels: tuple[str, ...] = ROUTELLM_LABELS,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
     ) -> None:
         parts = urlsplit(url)
         # Credentials in the URL become explicit Basic auth (unless a token is set: Bearer wins)
@@ -60,7 +70,14 @@ class RemoteClassifier:
             headers=headers,
             auth=auth,
         )
+        self._labels = labels
+        self._max_response_bytes = max_response_bytes
         self.last_error: str | None = None
+        self.errors = 0
+        """Requests to the classifier that failed, for any reason."""
+        self.invalid_answers = 0
+        """Requests whose answer was too large, not JSON, or not valid scores."""
+        self._logged: Problem | None = None
 
     @property
     def name(self) -> str:
@@ -78,8 +95,9 @@ class RemoteClassifier:
                 else:
                     results = await self._each(texts)
         except TimeoutError:
-            self._failed(f"remote classifier {self.name} timed out after {self._timeout:g} s")
+            self._failed("timeout", f"timed out after {self._timeout:g} s")
         self.last_error = None
+        self._logged = None
         return results
 
     async def _each(self, texts: Sequence[str]) -> list[Scores]:
@@ -93,47 +111,69 @@ class RemoteClassifier:
 
     async def _post(self, body: object, *, expect: int) -> list[Scores]:
         try:
-            response = await self._client.post(self._url, json=body)
+            async with self._client.stream("POST", self._url, json=body) as response:
+                raw = await self._read(response)
         except httpx.TimeoutException:
-            self._failed(f"remote classifier {self.name} timed out after {self._timeout:g} s")
+            self._failed("timeout", f"timed out after {self._timeout:g} s")
         except httpx.HTTPError as exc:
             self._failed(
-                f"remote classifier {self.name} unreachable: {type(exc).__name__} "
-                f"{self._clean(str(exc))}".rstrip()
+                "unreachable",
+                f"unreachable: {type(exc).__name__} {self._clean(str(exc))}".rstrip(),
             )
+        text = raw.decode("utf-8", "replace")
         if not response.is_success:
+            self._failed("status", f"answered {response.status_code}: {self._clean(text)}")
+        try:
+            payload = msgspec.json.decode(raw)
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
             self._failed(
-                f"remote classifier {self.name} answered {response.status_code}: "
-                f"{self._clean(response.text)}"
+                "not_json",
+                f"answered {response.status_code} with a body that is not JSON: "
+                f"{self._clean(text)}",
             )
         try:
-            payload = response.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            self._failed(
-                f"remote classifier {self.name} answered {response.status_code} with a body "
-                f"that is not JSON: {self._clean(response.text)}"
-            )
-        try:
-            scores = parse_response(payload)
+            scores = parse_response(payload, self._labels)
         except ClassifierError as exc:
-            self._failed(f"remote classifier {self.name}: {self._clean(str(exc))}")
+            self._failed("invalid", self._clean(str(exc)))
         if len(scores) != expect:
-            self._failed(
-                f"remote classifier {self.name} returned {len(scores)} results for {expect} texts"
-            )
+            self._failed("count", f"returned {len(scores)} results for {expect} texts")
         return scores
 
-    def _failed(self, message: str) -> NoReturn:
+    async def _read(self, response: httpx.Response) -> bytes:
+        """The body, or a `too_large` failure as soon as it passes `max_response_bytes`."""
+        limit = self._max_response_bytes
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            self._failed("too_large", f"answered a body of {int(declared)} bytes (limit {limit})")
+        body = bytearray()
+        async for chunk in response.aiter_bytes():
+            body += chunk
+            if len(body) > limit:
+                self._failed("too_large", f"answered a body larger than {limit} bytes")
+        return bytes(body)
+
+    def _failed(self, problem: Problem, detail: str) -> NoReturn:
+        message = f"remote classifier {self.name} {detail}"
         self.last_error = message
+        self.errors += 1
+        if problem in _INVALID:
+            self.invalid_answers += 1
+        if problem != self._logged:
+            # Once per kind of failure until a call succeeds: a broken classifier must not
+            # write a line per request. `detail` is one line, secrets and CR/LF removed.
+            self._logged = problem
+            logger.warning("%s", message)
         raise ClassifierError(message)
 
     def _clean(self, text: str) -> str:
         """A short one-line snippet without the token or URL credentials (some servers echo
-        them)."""
+        them), control characters escaped so a log reader's terminal sees text only."""
         text = " ".join(text.split())
         for secret in self._secrets:
             text = text.replace(secret, "***")
-        return text if len(text) <= _SNIPPET_CHARS else text[: _SNIPPET_CHARS - 3] + "..."
+        if len(text) > _SNIPPET_CHARS:
+            text = text[: _SNIPPET_CHARS - 3] + "..."
+        return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
     async def health(self) -> dict[str, object]:
         """The URL (no credentials) and the last error, if the last call failed."""
@@ -141,6 +181,8 @@ class RemoteClassifier:
             "status": "error" if self.last_error else "ok",
             "url": self.name,
             "last_error": self.last_error,
+            "errors": self.errors,
+            "invalid_answers": self.invalid_answers,
         }
 
     async def aclose(self) -> None:

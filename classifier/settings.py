@@ -51,6 +51,10 @@ class ClassifierSettings:
     max_length: int = 512
     """`ROUTELLM_BERT_MAX_LENGTH`: tokens kept per text (longer texts are truncated); capped
     by the tokenizer's own maximum."""
+    max_chars: int = 131_072
+    """`ROUTELLM_BERT_MAX_CHARS`: most characters of a text the tokenizer ever sees. Only the
+    first `max_length` tokens count, so a text is cut before tokenizing; the cut starts at 8192
+    characters and doubles while it yields too few tokens, up to this cap."""
     batch_size: int = 16
     """`ROUTELLM_BERT_BATCH_SIZE`: most texts in one forward pass."""
     max_wait_ms: float = 2.0
@@ -115,6 +119,7 @@ class ClassifierSettings:
             onnx_cache_dir=get("ROUTELLM_BERT_CACHE_DIR"),
             threads=_int(get, "ROUTELLM_BERT_THREADS", 0, minimum=1) or None,
             max_length=_int(get, "ROUTELLM_BERT_MAX_LENGTH", 512, minimum=8),
+            max_chars=_int(get, "ROUTELLM_BERT_MAX_CHARS", 131_072, minimum=1024),
             batch_size=_int(get, "ROUTELLM_BERT_BATCH_SIZE", 16, minimum=1),
             max_wait_ms=_float(get, "ROUTELLM_BERT_MAX_WAIT_MS", 2.0, minimum=0.0),
             cache_size=_int(get, "ROUTELLM_BERT_CACHE_SIZE", 4096, minimum=0),

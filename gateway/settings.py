@@ -152,6 +152,10 @@ class Settings:
     """Largest request body accepted (20 MiB admits a few base64 images); larger → 413."""
     max_messages: int = 2048
     """Most messages one request may carry."""
+    max_event_bytes: int = 16 * 1024 * 1024
+    """Largest upstream stream event (or line) relayed; past it the stream ends with an error."""
+    max_response_bytes: int = 64 * 1024 * 1024
+    """Largest non-streamed upstream answer read; past it → 502 (or the fallback model)."""
     max_concurrency: int = 512
     """Requests in flight at once; beyond it → 429 with Retry-After."""
     breaker_failures: int = 5
@@ -284,6 +288,12 @@ def load_settings(env: Mapping[str, str], config_path: str | None = None) -> Set
             _positive(env, "ROUTELLM_MAX_BODY_BYTES", 20 * 1024 * 1024, integer=True)
         ),
         max_messages=int(_positive(env, "ROUTELLM_MAX_MESSAGES", 2048, integer=True)),
+        max_event_bytes=int(
+            _positive(env, "ROUTELLM_MAX_EVENT_BYTES", 16 * 1024 * 1024, integer=True)
+        ),
+        max_response_bytes=int(
+            _positive(env, "ROUTELLM_MAX_RESPONSE_BYTES", 64 * 1024 * 1024, integer=True)
+        ),
         max_concurrency=int(_positive(env, "ROUTELLM_MAX_CONCURRENCY", 512, integer=True)),
         breaker_failures=int(_positive(env, "ROUTELLM_BREAKER_FAILURES", 5, integer=True)),
         breaker_cooldown=_positive(env, "ROUTELLM_BREAKER_COOLDOWN", 30.0),

@@ -19,6 +19,10 @@ _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
 
 
+class EventTooLarge(ValueError):
+    """An upstream event, or one line of it, grew past the parser's `max_event_bytes`."""
+
+
 class SSEParser:
     """Incremental parser: `feed(bytes)` returns the `data` of every event completed so far.
 
@@ -26,27 +30,39 @@ class SSEParser:
     `data:` lines join with LF; one space after the colon is dropped; other fields and comments
     are ignored). `close()` returns an event left without its final blank line, so nothing the
     upstream sent is dropped.
+
+    Work is linear in the bytes fed: each byte is searched once for LF and once for CR, and
+    only the incomplete last line is kept between reads. `max_event_bytes` bounds memory: once
+    an event's data, or a line still waiting for its end, exceeds it, `feed` raises
+    `EventTooLarge`. `scanned` counts the bytes the line-end searches examined.
     """
 
-    def __init__(self) -> None:
-        self._buffer = b""
+    def __init__(self, max_event_bytes: int | None = None) -> None:
+        self._max_event_bytes = max_event_bytes
+        self._partial = bytearray()
         self._data: list[bytes] = []
+        self._data_bytes = 0
         self._skip_lf = False
+        self.scanned = 0
 
     def feed(self, chunk: bytes) -> list[str]:
+        start, size = 0, len(chunk)
         if self._skip_lf and chunk[:1] == b"\n":
-            chunk = chunk[1:]
+            start = 1
         self._skip_lf = False
-        buffer = self._buffer + chunk
         events: list[str] = []
-        start = 0
-        size = len(buffer)
+        # Next LF / CR at or after `start`; -1 once the chunk has none left. Each is searched
+        # for again only after `start` passed it, so no byte is examined twice for either.
+        lf = self._find(chunk, b"\n", start)
+        cr = self._find(chunk, b"\r", start)
         while start < size:
-            lf = buffer.find(b"\n", start)
-            cr = buffer.find(b"\r", start, lf if lf >= 0 else size)
-            if cr >= 0:
+            if 0 <= lf < start:
+                lf = self._find(chunk, b"\n", start)
+            if 0 <= cr < start:
+                cr = self._find(chunk, b"\r", start)
+            if cr >= 0 and (lf < 0 or cr < lf):
                 end, nxt = cr, cr + 1
-                if nxt < size and buffer[nxt : nxt + 1] == b"\n":
+                if nxt < size and chunk[nxt] == 0x0A:
                     nxt += 1
                 elif nxt == size:
                     self._skip_lf = True  # a CRLF split across two reads
@@ -54,34 +70,55 @@ class SSEParser:
                 end, nxt = lf, lf + 1
             else:
                 break
-            self._line(buffer[start:end], events)
+            if self._partial:
+                self._partial += chunk[start:end]
+                line = bytes(self._partial)
+                self._partial.clear()
+            else:
+                line = chunk[start:end]
+            self._line(line, events)
             start = nxt
-        self._buffer = buffer[start:]
+        self._partial += chunk[start:]
+        self._check_size()
         return events
 
     def close(self) -> list[str]:
         events: list[str] = []
-        if self._buffer:
-            self._line(self._buffer, events)
-            self._buffer = b""
+        if self._partial:
+            self._line(bytes(self._partial), events)
+            self._partial.clear()
         if self._data:
             self._line(b"", events)
         return events
+
+    def _find(self, chunk: bytes, byte: bytes, start: int) -> int:
+        found = chunk.find(byte, start)
+        self.scanned += (found if found >= 0 else len(chunk)) - start + (found >= 0)
+        return found
+
+    def _check_size(self) -> None:
+        limit = self._max_event_bytes
+        if limit is not None and self._data_bytes + len(self._partial) > limit:
+            raise EventTooLarge(f"an event over {limit} bytes (ROUTELLM_MAX_EVENT_BYTES)")
 
     def _line(self, line: bytes, events: list[str]) -> None:
         if not line:
             if self._data:
                 events.append(b"\n".join(self._data).decode("utf-8", "replace"))
                 self._data = []
+                self._data_bytes = 0
             return
         if line.startswith(b"data"):
             rest = line[4:]
-            if not rest:
-                self._data.append(b"")
-            elif rest[:1] == b":":
+            value = b""
+            if rest[:1] == b":":
                 value = rest[1:]
-                self._data.append(value[1:] if value[:1] == b" " else value)
-            # "datafoo: x" is another field name: ignored, like every unknown field.
+                value = value[1:] if value[:1] == b" " else value
+            elif rest:
+                return  # "datafoo: x" is another field name: ignored, like every unknown field.
+            self._data.append(value)
+            self._data_bytes += len(value) + 1
+            self._check_size()
 
 
 def frame(payload: Any) -> bytes:

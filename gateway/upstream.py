@@ -6,6 +6,11 @@ for the client. Before that, a routed request whose upstream fails (refused, res
 408/409/429, timeout, open breaker) gets one try on the fallback model; a model the client named
 itself is never swapped. After it, nothing is retried: a failing stream ends with the API's error
 event (for Chat Completions, no `[DONE]`).
+
+Nothing an upstream sends is unbounded: a non-streamed answer is read up to
+`max_response_bytes`, a stream event up to `max_event_bytes` (past either, the upstream request
+is closed and the client gets a 502 or the API's error event), and a stream must complete an
+event within `upstream_timeout`: bytes that never finish one count as silence.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from gateway.errors import UpstreamError, UpstreamStatus, UpstreamTimeout
 from gateway.providers.base import Call, Provider, StreamFailed, StreamReader
 from gateway.routing import Decision
 from gateway.settings import Settings, Upstream
-from gateway.sse import SSEParser
+from gateway.sse import EventTooLarge, SSEParser
 
 MAX_ERROR_BODY = 64 * 1024
 # Never copied from an upstream response: they describe the upstream's connection, not the answer.
@@ -172,9 +177,12 @@ class Forwarder:
                     )
                 sse = response.headers.get("content-type", "").startswith("text/event-stream")
                 headers = passthrough_headers(response.headers)
-                opened = Opened(decision, provider, upstream, response, headers, sse)
+                parser = SSEParser(max_event_bytes=self.settings.max_event_bytes)
+                opened = Opened(decision, provider, upstream, response, headers, sse, parser=parser)
                 if not sse:
-                    opened.content = await response.aread()
+                    opened.content = await _read_bounded(
+                        response, upstream, self.settings.max_response_bytes
+                    )
                     await response.aclose()
                     return opened
                 opened.reader = provider.reader(call)
@@ -188,6 +196,8 @@ class Forwarder:
             # Nothing has reached the client: whatever went wrong, the upstream request closes.
             if response is not None:
                 await response.aclose()
+            if isinstance(exc, EventTooLarge):
+                raise _too_large(upstream, str(exc)) from exc
             if isinstance(exc, httpx.HTTPError | TimeoutError | OSError):
                 raise translate_httpx_error(exc, upstream) from exc
             raise
@@ -198,6 +208,10 @@ class Forwarder:
         reader = opened.reader
         assert reader is not None  # set for every streamed answer by `_send`
         events = opened.first_events
+        loop = asyncio.get_running_loop()
+        # Idle means no complete event, not no bytes: an upstream dripping bytes that never
+        # finish an event is as silent as one sending nothing.
+        idle_deadline = loop.time() + self.settings.upstream_timeout
         try:
             while True:
                 for data in events:
@@ -214,13 +228,15 @@ class Forwarder:
                 if opened.chunks is None:
                     break
                 try:
-                    async with asyncio.timeout(self.settings.upstream_timeout):
+                    async with asyncio.timeout_at(idle_deadline):
                         raw = await anext(opened.chunks)
                 except StopAsyncIteration:
                     opened.chunks = None
                     events = opened.parser.close()
                     continue
                 events = opened.parser.feed(raw)
+                if events:
+                    idle_deadline = loop.time() + self.settings.upstream_timeout
             if reader.complete:
                 for out in reader.closing_frames():
                     yield out
@@ -228,10 +244,35 @@ class Forwarder:
             error = UpstreamError(
                 f"upstream {opened.upstream.name!r} closed the stream before it finished"
             )
+        except EventTooLarge as exc:
+            error = _too_large(opened.upstream, str(exc))
         except (httpx.HTTPError, TimeoutError, OSError) as exc:
             error = translate_httpx_error(exc, opened.upstream)
         opened.status = error.status
         yield opened.provider.error_frame(error)
+
+
+async def _read_bounded(response: httpx.Response, upstream: Upstream, limit: int) -> bytes:
+    """A non-streamed answer's body; `UpstreamError` as soon as it passes `limit` bytes."""
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _too_large(
+            upstream, f"an answer of {int(declared)} bytes (ROUTELLM_MAX_RESPONSE_BYTES={limit})"
+        )
+    body = bytearray()
+    async for chunk in response.aiter_bytes():
+        body += chunk
+        if len(body) > limit:
+            raise _too_large(
+                upstream, f"an answer over {limit} bytes (ROUTELLM_MAX_RESPONSE_BYTES)"
+            )
+    return bytes(body)
+
+
+def _too_large(upstream: Upstream, what: str) -> UpstreamError:
+    return UpstreamError(
+        f"upstream {upstream.name!r} sent {what}", code="upstream_response_too_large"
+    )
 
 
 async def _status_error(provider: Provider, response: httpx.Response) -> UpstreamStatus:

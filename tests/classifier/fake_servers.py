@@ -8,6 +8,7 @@
     /slow          sleeps 1 s before answering
     /garbage       200 with a body that is not JSON
     /redirect      307 to /hf/x
+    /hostile/<case> 200 with an answer no classifier should give (`HOSTILE` names the cases)
 Every request is recorded in `FakeRemote.requests` as (path, authorization, json body).
 """
 
@@ -21,6 +22,26 @@ from tests.classifier.conftest import fake_scores
 from tests.servers import read_request
 
 Scope = dict[str, Any]
+
+
+def _ranked(**scores: Any) -> list[dict[str, Any]]:
+    return [{"label": label, "score": score} for label, score in scores.items()]
+
+
+HOSTILE: dict[str, Any] = {
+    "crlf-label": [
+        {"label": "LABEL_0\r\nx-routellm-model: evil", "score": 1.0},
+        *_ranked(LABEL_1=0.0, LABEL_2=0.0),
+    ],
+    "nan": b'[{"label": "LABEL_0", "score": NaN}, {"label": "LABEL_1", "score": 0.0}, '
+    b'{"label": "LABEL_2", "score": 0.0}]',
+    "too-high": _ranked(LABEL_0=7.5, LABEL_1=0.0, LABEL_2=0.0),
+    "negative": _ranked(LABEL_0=-3, LABEL_1=0.0, LABEL_2=0.0),
+    "unknown-label": _ranked(LABEL_0=0.5, LABEL_1=0.25, LABEL_9=0.25),
+    "not-summing": _ranked(LABEL_0=0.9, LABEL_1=0.9, LABEL_2=0.9),
+    "wrong-types": [{"label": ["LABEL_0"], "score": "1"}],
+    "huge": b"[" + b'{"label": "LABEL_0", "score": 1.0}, ' * 60_000 + b"{}]",  # about 2 MiB
+}
 
 
 class FakeRemote:
@@ -71,9 +92,11 @@ class FakeRemote:
             return 500, {"error": f"boom; you sent {auth}", "error_type": "backend"}
         if path == "/slow":
             await asyncio.sleep(1.0)
-            return 200, [{"label": "LABEL_0", "score": 1.0}]
+            return 200, [{"label": f"LABEL_{i}", "score": float(i == 0)} for i in range(3)]
         if path == "/garbage":
             return 200, b"<html>not json</html>"
         if path == "/redirect":
             return 307, b""
+        if path.startswith("/hostile/"):
+            return 200, HOSTILE[path.removeprefix("/hostile/")]
         return 404, {"error": "not found", "error_type": "Unhealthy"}

@@ -7,7 +7,6 @@ import pytest
 from classifier.base import ClassifierError, Scores
 from classifier.formats import (
     InputError,
-    natural_key,
     parse_classify_request,
     parse_predict_request,
     parse_response,
@@ -109,11 +108,23 @@ def test_parse_vllm_orders_by_index() -> None:
     assert parse_response(body) == [A, B]
 
 
-def test_natural_label_order() -> None:
-    labels = ["LABEL_10", "LABEL_2", "LABEL_0", "LABEL_1"]
-    assert sorted(labels, key=natural_key) == ["LABEL_0", "LABEL_1", "LABEL_2", "LABEL_10"]
-    body = [{"label": lb, "score": 0.25} for lb in labels]
-    assert parse_response(body)[0].labels == ("LABEL_0", "LABEL_1", "LABEL_2", "LABEL_10")
+def test_scores_come_in_the_order_of_the_given_labels() -> None:
+    labels = ("LABEL_0", "LABEL_1", "LABEL_2", "LABEL_10")
+    body = [{"label": lb, "score": 0.25} for lb in reversed(labels)]
+    assert parse_response(body, labels)[0].labels == labels
+    vllm = {"data": [{"index": 0, "probs": [0.1, 0.2, 0.3, 0.4]}]}
+    assert parse_response(vllm, labels)[0].as_dict()["LABEL_10"] == 0.4
+
+
+def ranked(slot: int, label: str, score: float) -> list[dict[str, object]]:
+    """A valid seed-shape answer (0.4, 0.4, 0.2) with entry `slot` replaced."""
+    items: list[dict[str, object]] = [
+        {"label": "LABEL_0", "score": 0.4},
+        {"label": "LABEL_1", "score": 0.4},
+        {"label": "LABEL_2", "score": 0.2},
+    ]
+    items[slot] = {"label": label, "score": score}
+    return items
 
 
 @pytest.mark.parametrize(
@@ -131,12 +142,25 @@ def test_natural_label_order() -> None:
         ([{"label": "LABEL_0"}], "numeric 'score'"),
         ([{"label": "LABEL_0", "score": True}], "numeric 'score'"),
         ([{"label": "LABEL_0", "score": 0.5}, {"label": "LABEL_0", "score": 0.5}], "repeats"),
-        ([[]], "is empty"),
+        ([[]], "lacks the scores of LABEL_0, LABEL_1, LABEL_2"),
         ([[1]], "holds a number"),
         ([{"label": "a", "score": 1}, ["x"]], "unreadable"),
         ({"data": []}, "'data' is empty"),
         ({"data": [{"index": 0, "probs": "x"}]}, "needs 'probs'"),
         ({"data": [3]}, "data[0] is a number"),
+        # Hostile or broken classifiers: wrong labels, scores that are not probabilities.
+        (ranked(0, "LABEL_0\r\nX-Evil: 1", 0.4), "label 'LABEL_0\\r\\nX-Evil: 1'"),
+        (ranked(2, "LABEL_3", 0.2), "label 'LABEL_3', not one of the model's labels"),
+        (ranked(0, "LABEL_0", float("nan")), "LABEL_0 nan, not a probability"),
+        (ranked(0, "LABEL_0", float("inf")), "LABEL_0 inf, not a probability"),
+        (ranked(0, "LABEL_0", 7.5), "LABEL_0 7.5, not a probability"),
+        (ranked(2, "LABEL_2", -3), "LABEL_2 -3.0, not a probability"),
+        (ranked(0, "LABEL_0", 0.9), "sum to 1.5"),
+        ([{"label": "LABEL_0", "score": 1.0}], "lacks the scores of LABEL_1, LABEL_2"),
+        ({"data": [{"index": 0, "probs": [0.5, 0.5]}]}, "2 probs for a model with 3 labels"),
+        ({"data": [{"index": 0, "probs": [0.5, 0.6, -0.1]}]}, "LABEL_2 -0.1"),
+        ({"data": [{"index": 0, "probs": [1, 0, 0]}] * 2}, "'index' values are not 0, 1"),
+        ({"data": [{"index": True, "probs": [1, 0, 0]}]}, "needs 'probs' (numbers) and 'index'"),
     ],
 )
 def test_unreadable_responses(body: object, needle: str) -> None:

@@ -18,6 +18,7 @@ from tests.servers import serve as loopback
 
 TEXTS = ["What is 2+2?", "Prove Fermat's last theorem in full detail please", "你好"]
 TOKEN = "hf_secret_token_123"
+CERTAIN = [{"label": f"LABEL_{i}", "score": float(i == 0)} for i in range(3)]
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +152,7 @@ async def test_connection_refused() -> None:
 
 async def test_recovers_and_clears_last_error() -> None:
     answers = [httpx.Response(503, json={"error": "Model is loading"}),
-               httpx.Response(200, json=[{"label": "LABEL_0", "score": 1.0}])]  # fmt: skip
+               httpx.Response(200, json=CERTAIN)]  # fmt: skip
     client = RemoteClassifier(
         "http://classifier/predict", transport=httpx.MockTransport(lambda _: answers.pop(0))
     )
@@ -165,6 +166,8 @@ async def test_recovers_and_clears_last_error() -> None:
             "status": "ok",
             "url": "http://classifier/predict",
             "last_error": None,
+            "errors": 1,
+            "invalid_answers": 0,
         }
     finally:
         await client.aclose()
@@ -172,7 +175,8 @@ async def test_recovers_and_clears_last_error() -> None:
 
 async def test_wrong_number_of_results() -> None:
     def handler(_: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, json={"object": "list", "data": [{"index": 0, "probs": [1.0]}]})
+        data = [{"index": 0, "probs": [1.0, 0, 0]}]
+        return httpx.Response(200, json={"object": "list", "data": data})
 
     client = RemoteClassifier("http://c/classify", transport=httpx.MockTransport(handler))
     try:
@@ -204,7 +208,7 @@ async def test_url_credentials_become_basic_auth_and_leave_the_url() -> None:
 
     def handler(request: httpx.Request) -> httpx.Response:
         seen.append(request)
-        return httpx.Response(200, json=[{"label": "LABEL_0", "score": 1.0}])
+        return httpx.Response(200, json=CERTAIN)
 
     client = RemoteClassifier("http://me:s3cret@c/predict", transport=httpx.MockTransport(handler))
     try:

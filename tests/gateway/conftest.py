@@ -35,6 +35,10 @@ BEHAVIOURS = [
     "stall",
     "no-done",
     "redirect",
+    "endless-event",
+    "endless-first",
+    "drip",
+    "huge-body",
 ]
 
 

@@ -17,6 +17,11 @@ entry, up to a first ':'), so one server plays every part; answers name the whol
     cut           sends two chunks, then closes the connection mid-stream
     stall         sends two chunks, then never another byte
     no-done       a stream without its last event ([DONE], or the API's terminal event)
+    endless-event two chunks, then an event that never ends: 64 KiB reads without a line end,
+                  up to 8 MiB, then silence
+    endless-first the same endless event before any other
+    drip          two chunks, then a comment line every 0.05 s, never another event
+    huge-body     a non-streamed answer of about 2 MiB
 
 It records every request (`history`), counts requests opened and finished (`open_streams`,
 `closed_streams`), and `cancelled`: requests whose connection the gateway closed before the
@@ -99,6 +104,11 @@ class FakeUpstream:
         if behaviour == "slow-first":
             await asyncio.sleep(1.5)
         answer, stream_frames = APIS.get(path, APIS["/v1/chat/completions"])
+        if behaviour == "huge-body" and not body.get("stream"):
+            huge = answer(model)
+            huge["choices"][0]["message"]["content"] = "x" * 2 * 1024 * 1024
+            await _respond(send, 200, json.dumps(huge).encode(), [])
+            return
         if not body.get("stream") or stream_frames is None:
             await _respond(
                 send, 200, json.dumps(answer(model)).encode(), [(b"x-request-id", b"req-123")]
@@ -126,8 +136,16 @@ class FakeUpstream:
                 await _body(send, wire[i : i + n])
                 await asyncio.sleep(0)
                 i += n
+        elif behaviour == "endless-first":
+            await _endless(send)
         else:
             for i, out in enumerate(frames):
+                if behaviour == "endless-event" and i == 2:
+                    await _endless(send)
+                if behaviour == "drip" and i == 2:
+                    while True:
+                        await _body(send, b": still here\n")
+                        await asyncio.sleep(0.05)
                 if behaviour in ("cut", "stall") and i == 2:
                     if behaviour == "stall":
                         await asyncio.sleep(3600)
@@ -155,6 +173,14 @@ async def _respond(
 
 async def _body(send: Any, data: bytes) -> None:
     await send({"type": "http.response.body", "body": data, "more_body": True})
+
+
+async def _endless(send: Any) -> None:
+    """An event that never ends (8 MiB without a line end), then silence."""
+    await _body(send, b"data: ")
+    for _ in range(128):
+        await _body(send, b"x" * 65536)
+    await asyncio.sleep(3600)
 
 
 async def _disconnect(receive: Any) -> None:
