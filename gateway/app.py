@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 from litestar import Litestar, Request, Response
+from litestar.datastructures import State
 from litestar.exceptions import HTTPException
 
 from classifier import Classifier, open_classifier
@@ -23,6 +24,7 @@ from gateway.errors import ClientDisconnected, GatewayError, error_body
 from gateway.routes import HANDLERS
 from gateway.service import Gateway
 from gateway.settings import Settings, from_environment
+from gateway.shutdown import Drain, refuse_when_draining
 
 log = logging.getLogger("routellm.gateway")
 
@@ -68,6 +70,9 @@ def create_app(
     return Litestar(
         route_handlers=HANDLERS,
         lifespan=[lifespan],
+        # The drain begins on SIGTERM under `routellm-gateway` (gateway.shutdown.serve).
+        state=State({"drain": Drain(settings.shutdown_grace)}),
+        guards=[refuse_when_draining],
         exception_handlers={
             GatewayError: gateway_error,
             HTTPException: http_error,

@@ -18,6 +18,7 @@ from gateway.errors import ClientDisconnected, Unauthorized
 from gateway.routing import ROUTER
 from gateway.schema import parse_chat_request
 from gateway.service import Gateway
+from gateway.shutdown import Drain
 
 T = TypeVar("T")
 
@@ -77,7 +78,7 @@ async def chat_completions(request: Request[Any, Any, Any], state: State) -> Res
             headers=answer.headers,
         )
     return Stream(
-        answer.frames,
+        state.drain.guard(answer.frames),  # cut with an error event after the shutdown grace
         media_type="text/event-stream",
         headers={**answer.headers, "cache-control": "no-cache", "x-accel-buffering": "no"},
         # Closes the upstream request however the stream ended, even if it never started.
@@ -107,9 +108,12 @@ async def models(state: State) -> dict[str, Any]:
 
 
 @get("/health")
-async def health(state: State) -> dict[str, Any]:
+async def health(state: State) -> Response[dict[str, Any]]:
     gateway: Gateway = state.gateway
-    return {"status": "ok", "classifier": await gateway.classifier.health()}
+    drain: Drain = state.drain
+    status, code = ("draining", 503) if drain.draining else ("ok", 200)
+    body = {"status": status, "classifier": await gateway.classifier.health()}
+    return Response(body, status_code=code)
 
 
 @get("/metrics", media_type="text/plain; version=0.0.4")

@@ -10,7 +10,8 @@ import httpx
 
 from classifier.base import Classifier
 from gateway.errors import GatewayError, Overloaded
-from gateway.metrics import Metrics, log_request
+from gateway.logs import log_request
+from gateway.metrics import Metrics
 from gateway.routing import Decision, Router
 from gateway.schema import ChatRequest
 from gateway.settings import Settings

@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from classifier.settings import ClassifierSettings, SettingsError
+from gateway.logs import LogFormat
 
 __all__ = ["ModelTarget", "Settings", "SettingsError", "Upstream", "load_settings"]
 
@@ -87,8 +88,10 @@ class Settings:
     """Consecutive failures that open an upstream's circuit breaker."""
     breaker_cooldown: float = 30.0
     """Seconds an open breaker skips its upstream before probing it again."""
-    log_format: str = "text"
+    log_format: LogFormat = "text"
     """`text` or `json`: one line per request, never keys or message content."""
+    shutdown_grace: float = 30.0
+    """Seconds in-flight requests and streams may take to finish after SIGTERM."""
 
 
 def load_settings(env: Mapping[str, str], config_path: str | None = None) -> Settings:
@@ -147,11 +150,7 @@ def load_settings(env: Mapping[str, str], config_path: str | None = None) -> Set
             )
 
     keys = tuple(k.strip() for k in env.get("ROUTELLM_API_KEYS", "").split(",") if k.strip())
-    log_format = env.get("ROUTELLM_LOG_FORMAT", "text").strip().lower() or "text"
-    if log_format not in ("text", "json"):
-        raise SettingsError(
-            f"ROUTELLM_LOG_FORMAT={log_format!r} is not supported: use text or json"
-        )
+    log_format = _log_format(env.get("ROUTELLM_LOG_FORMAT", "text").strip().lower() or "text")
     return Settings(
         upstreams=upstreams,
         models=models,
@@ -172,7 +171,14 @@ def load_settings(env: Mapping[str, str], config_path: str | None = None) -> Set
         breaker_failures=int(_positive(env, "ROUTELLM_BREAKER_FAILURES", 5, integer=True)),
         breaker_cooldown=_positive(env, "ROUTELLM_BREAKER_COOLDOWN", 30.0),
         log_format=log_format,
+        shutdown_grace=_positive(env, "ROUTELLM_SHUTDOWN_GRACE", 30.0),
     )
+
+
+def _log_format(value: str) -> LogFormat:
+    if value in ("text", "json"):
+        return value  # type: ignore[return-value]  # checked just above
+    raise SettingsError(f"ROUTELLM_LOG_FORMAT={value!r} is not supported: use text or json")
 
 
 def _routed_sources(

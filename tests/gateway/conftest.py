@@ -34,6 +34,7 @@ BEHAVIOURS = [
     "stall",
     "no-done",
     "redirect",
+    "slow-stream",
 ]
 
 

@@ -15,6 +15,8 @@ entry, up to a first ':'), so one server plays every part; answers name the whol
     cut           sends two chunks, then closes the connection mid-stream
     stall         sends two chunks, then never another byte
     no-done       a complete stream without the final [DONE]
+    slow-stream   the normal stream, one chunk every SLOW_STREAM_GAP seconds (a long answer
+                  in flight, for the shutdown drain)
 
 It records every request (`history`), counts requests opened and finished (`open_streams`,
 `closed_streams`), and `cancelled`: requests whose connection the gateway closed before the
@@ -30,6 +32,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tests.servers import read_request
+
+SLOW_STREAM_GAP = 0.5
 
 
 @dataclass
@@ -128,6 +132,8 @@ class FakeUpstream:
                 i += n
         else:
             for i, chunk in enumerate(chunks):
+                if behaviour == "slow-stream" and i > 0:
+                    await asyncio.sleep(SLOW_STREAM_GAP)
                 if behaviour in ("cut", "stall") and i == 2:
                     if behaviour == "stall":
                         await asyncio.sleep(3600)
