@@ -59,6 +59,11 @@ def configure_logging(fmt: LogFormat, level: str = "INFO") -> None:
     """Send every log line of this process through the formatter of `fmt`, warnings included."""
     logging.config.dictConfig(logging_config(fmt, level))
     logging.captureWarnings(True)  # `warnings` would otherwise print multi-line text to stderr
+    # Progress bars (transformers' "Loading weights") are not log lines: they would break both
+    # formats. transformers reads this switch when it is first imported, which is later.
+    from huggingface_hub.utils.tqdm import disable_progress_bars
+
+    disable_progress_bars()
 
 
 def log_request(fmt: str, fields: dict[str, Any]) -> None:

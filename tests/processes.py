@@ -11,6 +11,7 @@ The server binds port 0; its URL is read from uvicorn's start-up line, in either
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -20,6 +21,8 @@ import threading
 import time
 from types import TracebackType
 from typing import IO
+
+import httpx
 
 STARTED = re.compile(r"Uvicorn running on (http://127\.0\.0\.1:\d+)")
 START_SECONDS = 90
@@ -78,6 +81,16 @@ class Process:
             if found and not self.url:
                 self.url = found.group(1)
                 self._started.set()
+
+    def wait_until_healthy(self, seconds: float = START_SECONDS) -> bool:
+        """Poll `GET /health` until it answers 200 (True) or `seconds` pass (False)."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.url}/health").status_code == 200:
+                    return True
+            time.sleep(0.05)
+        return False
 
     def signal(self, sig: signal.Signals) -> None:
         assert self._proc is not None
