@@ -42,9 +42,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     import uvicorn
 
     from classifier.service import create_app
+    from gateway.logs import configure_logging, logging_config
 
+    # One log format for the whole distribution: the service shares the gateway's formatters.
+    configure_logging(settings.log_format)
     uvicorn.run(
         create_app(settings),
+        log_config=logging_config(settings.log_format),
         host=args.host,
         port=args.port,
         loop="uvloop" if sys.platform != "win32" else "auto",

@@ -71,6 +71,8 @@ class ClassifierSettings:
     """`ROUTELLM_BERT_URL`: remote classifier endpoint; when set no model is loaded in-process."""
     timeout: float = 2.0
     """`ROUTELLM_BERT_TIMEOUT`: seconds to wait for the remote classifier, per call."""
+    log_format: Literal["text", "json"] = "text"
+    """`ROUTELLM_LOG_FORMAT`: the service's log lines for people (text) or shippers (json)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ClassifierSettings:
@@ -110,6 +112,11 @@ class ClassifierSettings:
         url = get("ROUTELLM_BERT_URL")
         if url is not None:
             _check_url(url)
+        log_format = (get("ROUTELLM_LOG_FORMAT") or "text").lower()
+        if log_format not in ("text", "json"):
+            raise SettingsError(
+                f"ROUTELLM_LOG_FORMAT={log_format!r} is not supported: use text or json"
+            )
         return cls(
             model=get("ROUTELLM_BERT_MODEL") or DEFAULT_MODEL,
             token=get("HF_AUTH_TOKEN") or get("HF_TOKEN"),
@@ -130,6 +137,7 @@ class ClassifierSettings:
             ),
             url=url,
             timeout=_float(get, "ROUTELLM_BERT_TIMEOUT", 2.0, minimum=0.001),
+            log_format=log_format,  # type: ignore[arg-type]  # checked just above
         )
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 from litestar import Litestar, Request, Response
+from litestar.datastructures import State
 from litestar.exceptions import HTTPException
 
 from classifier import Classifier, open_classifier
@@ -25,6 +26,7 @@ from gateway.flow import Gateway
 from gateway.ledger import Ledger
 from gateway.routes import HANDLERS, provider_for
 from gateway.settings import Settings, from_environment
+from gateway.shutdown import Drain, refuse_when_draining
 from gateway.state import open_store
 from gateway.telemetry import Telemetry
 
@@ -48,6 +50,7 @@ def create_app(
 ) -> Litestar:
     """Build the gateway. `classifier` and `transport` replace the real ones (tests, embedding)."""
     settings = settings or from_environment()
+    drain = Drain(settings.shutdown_grace)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -65,7 +68,7 @@ def create_app(
         telemetry = Telemetry(settings, ledger)
         store = open_store(settings.redis_url, settings.redis_timeout)
         app.state.gateway = Gateway(
-            settings, clf, client, telemetry=telemetry, ledger=ledger, store=store
+            settings, clf, client, telemetry=telemetry, ledger=ledger, store=store, drain=drain
         )
         app.state.settings = settings
         app.state.ledger = ledger
@@ -82,6 +85,9 @@ def create_app(
     return Litestar(
         route_handlers=[*HANDLERS, *ADMIN_HANDLERS],
         lifespan=[lifespan],
+        # The drain begins on SIGTERM under `routellm-gateway` (gateway.shutdown.serve).
+        state=State({"drain": drain}),
+        guards=[refuse_when_draining],
         exception_handlers={
             GatewayError: gateway_error,
             HTTPException: http_error,

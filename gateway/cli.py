@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -13,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from classifier.base import ClassifierError
+from gateway.logs import configure_logging, logging_config
 from gateway.settings import Settings, SettingsError, load_settings
 
 
@@ -35,13 +35,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"routellm-gateway: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is ours to write
-
-    import uvicorn
+    configure_logging(settings.log_format)
 
     from classifier import open_classifier
     from gateway.app import create_app
+    from gateway.shutdown import serve
 
     # An in-process model is loaded before the server starts, so one that cannot load is one
     # line, not the traceback uvicorn prints for a failed lifespan (its batcher serves any
@@ -53,20 +51,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ClassifierError as exc:
             print(f"routellm-gateway: {exc}", file=sys.stderr)
             return 2
+    app = create_app(settings, classifier=classifier)
     try:
-        uvicorn.run(
-            create_app(settings, classifier=classifier),
+        started = serve(
+            app,
+            app.state.drain,
             host=ns.host,
             port=ns.port,
             loop="uvloop",
             http="httptools",
             access_log=False,
-            log_level="info",
+            log_config=logging_config(settings.log_format),
         )
     finally:
         if classifier is not None:
             asyncio.run(classifier.aclose())
-    return 0
+    return 0 if started else 3  # 3: uvicorn's status for a server that failed to start
 
 
 def read_prompts(path: Path) -> list[str]:

@@ -16,11 +16,12 @@ from gateway.conversations import HEADER as CONVERSATION_HEADER
 from gateway.conversations import Conversation, Conversations
 from gateway.errors import GatewayError, InvalidRequest, Overloaded, UpstreamError, UpstreamStatus
 from gateway.ledger import DecisionRow, Ledger, new_request_id
-from gateway.metrics import log_request
+from gateway.logs import log_request
 from gateway.pricing import Usage, cost
 from gateway.providers.base import Call, Provider
 from gateway.routing import Decider, Decision
 from gateway.settings import Settings
+from gateway.shutdown import Drain, ShuttingDown
 from gateway.state import MemoryStore, Store, StoreUnavailable
 from gateway.telemetry import Telemetry
 from gateway.upstream import Forwarder, Opened
@@ -47,18 +48,31 @@ class Relay:
     the request's bookkeeping exactly once; iteration calls it itself when it ends."""
 
     def __init__(
-        self, frames: AsyncGenerator[bytes, None], opened: Opened, settle: Callable[[int], None]
+        self,
+        frames: AsyncGenerator[bytes, None],
+        opened: Opened,
+        settle: Callable[[int], None],
+        drain: Drain,
     ) -> None:
         self._frames = frames
         self._opened = opened
         self._settle: Callable[[int], None] | None = settle
+        self._drain = drain
 
     def __aiter__(self) -> Relay:
         return self
 
     async def __anext__(self) -> bytes:
+        if self._settle is None:
+            raise StopAsyncIteration  # cut by the drain: its error event was the last frame
         try:
-            return await anext(self._frames)
+            async with self._drain.limit():
+                return await anext(self._frames)
+        except TimeoutError:
+            # The shutdown grace is over: waiting was cancelled, which closes the upstream.
+            self._opened.status = ShuttingDown.status
+            await self.aclose()
+            return self._opened.provider.error_frame(self._drain.cut())
         except BaseException:
             await self.aclose()
             raise
@@ -88,6 +102,7 @@ class Gateway:
         telemetry: Telemetry | None = None,
         ledger: Ledger | None = None,
         store: Store | None = None,
+        drain: Drain | None = None,
     ) -> None:
         self.settings = settings
         self.classifier = classifier
@@ -101,6 +116,8 @@ class Gateway:
             settings.conversation_policy, self.store, settings.conversation_ttl
         )
         self._writes: set[asyncio.Task[None]] = set()
+        self.drain = drain or Drain(settings.shutdown_grace)
+        """Streams still running when the shutdown grace ends are cut (`gateway.shutdown`)."""
 
     async def decide(
         self, call: Call, conversation: Conversation | None = None, *, record: bool = True
@@ -228,7 +245,7 @@ class Gateway:
                 exchange.usage = opened.reader.usage
             self._done(exchange, status)
 
-        relay = Relay(self.forwarder.relay(opened), opened, settle)
+        relay = Relay(self.forwarder.relay(opened), opened, settle, self.drain)
         return Answer(opened.decision, 200, headers, "text/event-stream", frames=relay)
 
     def _done(self, exchange: Exchange, status: int) -> None:

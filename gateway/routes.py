@@ -28,6 +28,7 @@ from gateway.providers import (
     Responses,
 )
 from gateway.providers.base import Call
+from gateway.shutdown import Drain
 from gateway.telemetry import CONTENT_TYPE
 
 T = TypeVar("T")
@@ -154,14 +155,17 @@ async def models(state: State) -> dict[str, Any]:
 
 
 @get("/health")
-async def health(state: State) -> dict[str, Any]:
+async def health(state: State) -> Response[dict[str, Any]]:
     gateway: Gateway = state.gateway
-    return {
-        "status": "ok",
+    drain: Drain = state.drain
+    status, code = ("draining", 503) if drain.draining else ("ok", 200)
+    body = {
+        "status": status,
         "classifier": await gateway.classifier.health(),
         "breakers": gateway.forwarder.breakers.open(time.monotonic()),
         "conversations": gateway.conversations.health(),
     }
+    return Response(body, status_code=code)
 
 
 @get("/metrics", media_type=CONTENT_TYPE)

@@ -20,6 +20,7 @@ from typing import Any, Literal, get_args
 import yaml
 
 from classifier.settings import ClassifierSettings, SettingsError
+from gateway.logs import LogFormat
 from gateway.pricing import Price
 
 __all__ = [
@@ -162,7 +163,7 @@ class Settings:
     """Consecutive failures that open an upstream's circuit breaker."""
     breaker_cooldown: float = 30.0
     """Seconds an open breaker skips its upstream before probing it again."""
-    log_format: str = "text"
+    log_format: LogFormat = "text"
     """`text` or `json`: one line per request, never keys or message content."""
     baseline: str | None = None
     """Savings are measured against this model answering the same tokens (None: no baseline)."""
@@ -187,6 +188,8 @@ class Settings:
     """Conversation state in Redis, shared by replicas; None: kept in this process."""
     redis_timeout: float = 0.05
     """Seconds one Redis operation may take before the request decides without it."""
+    shutdown_grace: float = 30.0
+    """Seconds in-flight requests and streams may take to finish after SIGTERM."""
 
 
 def load_settings(env: Mapping[str, str], config_path: str | None = None) -> Settings:
@@ -267,11 +270,7 @@ def load_settings(env: Mapping[str, str], config_path: str | None = None) -> Set
     baseline = _baseline(
         env, routing=routing, where=where, models=models, strong=strong, mapping=mapping
     )
-    log_format = env.get("ROUTELLM_LOG_FORMAT", "text").strip().lower() or "text"
-    if log_format not in ("text", "json"):
-        raise SettingsError(
-            f"ROUTELLM_LOG_FORMAT={log_format!r} is not supported: use text or json"
-        )
+    log_format = _log_format(env.get("ROUTELLM_LOG_FORMAT", "text").strip().lower() or "text")
     return Settings(
         upstreams=upstreams,
         models=models,
@@ -309,6 +308,7 @@ def load_settings(env: Mapping[str, str], config_path: str | None = None) -> Set
         conversation_ttl=_positive(env, "ROUTELLM_CONVERSATION_TTL", 3600.0),
         redis_url=_redis_url(env),
         redis_timeout=_positive(env, "ROUTELLM_REDIS_TIMEOUT", 0.05),
+        shutdown_grace=_positive(env, "ROUTELLM_SHUTDOWN_GRACE", 30.0),
     )
 
 
@@ -324,6 +324,12 @@ def _one_api(
             f"{kinds['anthropic']!r} an anthropic one; a router chooses among models of one "
             "upstream kind (define a router per API under `routers:`)"
         )
+
+
+def _log_format(value: str) -> LogFormat:
+    if value in ("text", "json"):
+        return value  # type: ignore[return-value]  # checked just above
+    raise SettingsError(f"ROUTELLM_LOG_FORMAT={value!r} is not supported: use text or json")
 
 
 def _routed_sources(

@@ -39,6 +39,7 @@ BEHAVIOURS = [
     "endless-first",
     "drip",
     "huge-body",
+    "slow-stream",
 ]
 
 

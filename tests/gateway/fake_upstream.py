@@ -22,6 +22,8 @@ entry, up to a first ':'), so one server plays every part; answers name the whol
     endless-first the same endless event before any other
     drip          two chunks, then a comment line every 0.05 s, never another event
     huge-body     a non-streamed answer of about 2 MiB
+    slow-stream   the normal stream, one chunk every SLOW_STREAM_GAP seconds (a long answer
+                  in flight, for the shutdown drain)
 
 It records every request (`history`), counts requests opened and finished (`open_streams`,
 `closed_streams`), and `cancelled`: requests whose connection the gateway closed before the
@@ -38,6 +40,8 @@ from typing import Any
 
 from tests.gateway.fake_apis import APIS, anthropic_error
 from tests.servers import read_request
+
+SLOW_STREAM_GAP = 0.5
 
 
 @dataclass
@@ -146,6 +150,8 @@ class FakeUpstream:
                     while True:
                         await _body(send, b": still here\n")
                         await asyncio.sleep(0.05)
+                if behaviour == "slow-stream" and i > 0:
+                    await asyncio.sleep(SLOW_STREAM_GAP)
                 if behaviour in ("cut", "stall") and i == 2:
                     if behaviour == "stall":
                         await asyncio.sleep(3600)

@@ -93,6 +93,7 @@ def test_file_with_env_substitution_and_env_override(tmp_path: Path) -> None:
         ({"ROUTELLM_MAX_BODY_BYTES": "1.5"}, "ROUTELLM_MAX_BODY_BYTES"),
         ({"ROUTELLM_UPSTREAM_BASE_URL": "api.openai.com"}, "must be an http(s) URL"),
         ({"ROUTELLM_LOG_FORMAT": "xml"}, "ROUTELLM_LOG_FORMAT"),
+        ({"ROUTELLM_SHUTDOWN_GRACE": "soon"}, "ROUTELLM_SHUTDOWN_GRACE='soon' must be a positive"),
         ({"ROUTELLM_BERT_DTYPE": "fp8"}, "ROUTELLM_BERT_DTYPE"),
     ],
 )
