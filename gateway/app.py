@@ -18,6 +18,7 @@ import httpx
 from litestar import Litestar, Request, Response
 from litestar.datastructures import State
 from litestar.exceptions import HTTPException
+from opentelemetry.sdk.trace import TracerProvider
 
 from classifier import Classifier, open_classifier
 from gateway.admin import ADMIN_HANDLERS
@@ -29,6 +30,8 @@ from gateway.settings import Settings, from_environment
 from gateway.shutdown import Drain, refuse_when_draining
 from gateway.state import open_store
 from gateway.telemetry import Telemetry
+from gateway.tracing import Tracing
+from gateway.tracing import tracer_provider as make_tracer_provider
 
 log = logging.getLogger("routellm.gateway")
 
@@ -47,8 +50,10 @@ def create_app(
     *,
     classifier: Classifier | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
+    tracer_provider: TracerProvider | None = None,
 ) -> Litestar:
-    """Build the gateway. `classifier` and `transport` replace the real ones (tests, embedding)."""
+    """Build the gateway. `classifier`, `transport` and `tracer_provider` replace the real ones
+    (tests, embedding); without a tracer provider, `settings.tracing` says whether to trace."""
     settings = settings or from_environment()
     drain = Drain(settings.shutdown_grace)
 
@@ -62,13 +67,21 @@ def create_app(
             follow_redirects=False,
             trust_env=False,
         )
+        spans = tracer_provider or make_tracer_provider(settings.tracing)
         owned = classifier is None
         clf = classifier or await open_classifier(settings.classifier)
         ledger = Ledger.open(settings) if settings.ledger.enabled else None
         telemetry = Telemetry(settings, ledger)
         store = open_store(settings.redis_url, settings.redis_timeout)
         app.state.gateway = Gateway(
-            settings, clf, client, telemetry=telemetry, ledger=ledger, store=store, drain=drain
+            settings,
+            clf,
+            client,
+            telemetry=telemetry,
+            ledger=ledger,
+            store=store,
+            drain=drain,
+            tracing=Tracing(spans),
         )
         app.state.settings = settings
         app.state.ledger = ledger
@@ -81,6 +94,8 @@ def create_app(
                 await clf.aclose()
             if ledger is not None:
                 await ledger.aclose()  # flushes the rows still queued
+            if spans is not None and tracer_provider is None:
+                spans.shutdown()  # exports the spans still batched
 
     return Litestar(
         route_handlers=[*HANDLERS, *ADMIN_HANDLERS],

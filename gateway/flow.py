@@ -6,10 +6,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass, field
 
 import httpx
+from opentelemetry.trace import Span, SpanKind
 
 from classifier.base import Classifier
 from gateway.conversations import HEADER as CONVERSATION_HEADER
@@ -24,6 +25,7 @@ from gateway.settings import Settings
 from gateway.shutdown import Drain, ShuttingDown
 from gateway.state import MemoryStore, Store, StoreUnavailable
 from gateway.telemetry import Telemetry
+from gateway.tracing import OPERATIONS, Tracing
 from gateway.upstream import Forwarder, Opened
 
 ANSWERS = "answers"
@@ -103,6 +105,7 @@ class Gateway:
         ledger: Ledger | None = None,
         store: Store | None = None,
         drain: Drain | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.settings = settings
         self.classifier = classifier
@@ -117,6 +120,7 @@ class Gateway:
         )
         self._writes: set[asyncio.Task[None]] = set()
         self.drain = drain or Drain(settings.shutdown_grace)
+        self.tracing = tracing or Tracing(None)
         """Streams still running when the shutdown grace ends are cut (`gateway.shutdown`)."""
 
     async def decide(
@@ -133,13 +137,19 @@ class Gateway:
         return decision
 
     async def complete(
-        self, provider: Provider, call: Call, conversation: Conversation | None = None
+        self,
+        provider: Provider,
+        call: Call,
+        conversation: Conversation | None = None,
+        incoming: Mapping[str, str] | None = None,
     ) -> Answer:
         """Decide, then open the upstream until its first byte. Streams are relayed lazily by
         `Answer.frames`; the caller must consume or close them. Every answer, and every
         `GatewayError` raised, carries the request id, the conversation and the decision in
-        its headers."""
+        its headers. `incoming`: the client's headers, read for its trace context only."""
+        incoming = incoming or {}
         exchange = Exchange(provider, call, conversation=conversation.id if conversation else None)
+        exchange.span = self.tracing.request(provider.name, call.model, incoming)
         cap = self.settings.max_concurrency
         if self.inflight >= cap:
             raise Overloaded(
@@ -149,9 +159,14 @@ class Gateway:
         self._enter()
         handed_over = False
         try:
-            exchange.decision = await self._decide(provider, call, conversation)
+            with self.tracing.child(exchange.span, "classify", SpanKind.INTERNAL):
+                exchange.decision = await self._decide(provider, call, conversation)
             exchange.classify_ms = exchange.elapsed_ms()
-            opened = await self.forwarder.open(provider, exchange.decision, call)
+            target = self.settings.models[exchange.decision.model].upstream_model
+            name = f"{OPERATIONS[provider.name]} {target}"
+            with self.tracing.child(exchange.span, name, SpanKind.CLIENT) as upstream:
+                trace_headers = self.tracing.upstream_headers(upstream, incoming)
+                opened = await self.forwarder.open(provider, exchange.decision, call, trace_headers)
             exchange.decision = opened.decision
             exchange.first_byte_ms = exchange.elapsed_ms()
             self.telemetry.first_byte(
@@ -299,6 +314,7 @@ class Gateway:
             )
             if value is not None
         }
+        self.tracing.finish(exchange.span, decision, usage, status)
         log_request(
             self.settings.log_format,
             {
@@ -335,6 +351,8 @@ class Exchange:
     answer_id: str | None = None
     """The upstream's id for the answer, when its API lets later calls continue it."""
     usage: Usage | None = None
+    span: Span | None = None
+    """The request's trace span, when tracing is on."""
 
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000

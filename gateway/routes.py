@@ -108,7 +108,8 @@ async def call_upstream(request: Request[Any, Any, Any]) -> Response[Any]:
         await request.body(), request.headers, max_messages=gateway.settings.max_messages
     )
     conversation = conversation_of(request, call)
-    answer = await until_disconnect(request, gateway.complete(provider, call, conversation))
+    work = gateway.complete(provider, call, conversation, request.headers)
+    answer = await until_disconnect(request, work)
     if answer.frames is None:
         return Response(
             answer.content,

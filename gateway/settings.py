@@ -51,6 +51,7 @@ TIERS_EXAMPLE = (
 
 
 UpstreamKind = Literal["openai", "anthropic"]
+TraceExporter = Literal["otlp", "console"]
 UPSTREAM_KINDS: tuple[UpstreamKind, ...] = ("openai", "anthropic")
 
 
@@ -189,6 +190,9 @@ class Settings:
     redis_timeout: float = 0.05
     """Seconds one Redis operation may take before the request decides without it."""
     shutdown_grace: float = 30.0
+    tracing: TraceExporter | None = None
+    """Where spans go (`OTEL_TRACES_EXPORTER`, or `otlp` when an OTLP endpoint is set); None:
+    tracing is off and costs nothing."""
     """Seconds in-flight requests and streams may take to finish after SIGTERM."""
 
 
@@ -309,6 +313,7 @@ def load_settings(env: Mapping[str, str], config_path: str | None = None) -> Set
         redis_url=_redis_url(env),
         redis_timeout=_positive(env, "ROUTELLM_REDIS_TIMEOUT", 0.05),
         shutdown_grace=_positive(env, "ROUTELLM_SHUTDOWN_GRACE", 30.0),
+        tracing=_tracing(env),
     )
 
 
@@ -324,6 +329,26 @@ def _one_api(
             f"{kinds['anthropic']!r} an anthropic one; a router chooses among models of one "
             "upstream kind (define a router per API under `routers:`)"
         )
+
+
+def _tracing(env: Mapping[str, str]) -> TraceExporter | None:
+    """OpenTelemetry's own variables: off unless an exporter or an OTLP endpoint is named."""
+    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return None
+    raw = env.get("OTEL_TRACES_EXPORTER", "").strip().lower()
+    if not raw:
+        endpoints = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        return "otlp" if any(env.get(var) for var in endpoints) else None
+    if raw == "none":
+        return None
+    if raw == "otlp":
+        return "otlp"
+    if raw == "console":
+        return "console"
+    raise SettingsError(
+        f"OTEL_TRACES_EXPORTER={raw!r} is not supported by the gateway: use otlp (OTLP/HTTP, "
+        "see OTEL_EXPORTER_OTLP_ENDPOINT), console or none"
+    )
 
 
 def _log_format(value: str) -> LogFormat:

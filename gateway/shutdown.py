@@ -9,7 +9,8 @@ While draining (from the first SIGTERM or SIGINT):
   traffic, and new `/v1/*` POSTs answer 503 in the OpenAI shape (`refuse_when_draining`);
 - requests and streams in flight may finish within `grace` seconds;
 - at the deadline, each stream still running gets its API's error event (for Chat Completions
-  `data: {"error": ...}`, no `[DONE]`) and its upstream request is closed; a second signal brings the deadline forward to now;
+  `data: {"error": ...}`, no `[DONE]`) and its upstream request is closed; a second signal
+  brings the deadline forward to now;
 - once nothing is in flight, uvicorn's own shutdown runs and the process exits 0.
 
 uvicorn alone closes its listener at once, waits without bound (or cancels silently after

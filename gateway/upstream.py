@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 
 import httpx
@@ -109,22 +109,32 @@ class Forwarder:
         self.on_error = on_error
         """Told of every failed attempt (the model, the error), a recovered one included."""
 
-    async def open(self, provider: Provider, decision: Decision, call: Call) -> Opened:
-        """Send `call` for `decision` and wait for its first byte; fall back once if allowed."""
+    async def open(
+        self,
+        provider: Provider,
+        decision: Decision,
+        call: Call,
+        headers: Mapping[str, str] | None = None,
+    ) -> Opened:
+        """Send `call` for `decision` and wait for its first byte; fall back once if allowed.
+        `headers` go upstream too (trace context)."""
+        headers = headers or {}
         try:
-            return await self._attempt(provider, decision, call)
+            return await self._attempt(provider, decision, call, headers)
         except UpstreamError as exc:
             fallback = decision.fallback
             if not (exc.retryable and fallback and fallback != decision.model):
                 raise
         moved = decision.fall_back(fallback)
         try:
-            return await self._attempt(provider, moved, call)
+            return await self._attempt(provider, moved, call, headers)
         except UpstreamError as exc:
             exc.headers = {**moved.headers(), **exc.headers}
             raise
 
-    async def _attempt(self, provider: Provider, decision: Decision, call: Call) -> Opened:
+    async def _attempt(
+        self, provider: Provider, decision: Decision, call: Call, headers: Mapping[str, str]
+    ) -> Opened:
         target = self.settings.models[decision.model]
         upstream = self.settings.upstreams[target.upstream]
         blocked = self.breakers.check(upstream.name, target.name, time.monotonic())
@@ -138,7 +148,9 @@ class Forwarder:
                 headers={"retry-after": str(blocked.retry_after)},
             )
         try:
-            opened = await self._send(provider, decision, upstream, target.upstream_model, call)
+            opened = await self._send(
+                provider, decision, upstream, target.upstream_model, call, extra=headers
+            )
         except UpstreamError as exc:
             self.on_error(target.name, exc)
             failed = isinstance(exc, UpstreamStatus) and not exc.retryable
@@ -158,10 +170,15 @@ class Forwarder:
         upstream: Upstream,
         upstream_model: str,
         call: Call,
+        *,
+        extra: Mapping[str, str],
     ) -> Opened:
         built = provider.request(upstream, upstream_model, call)
         request = self.client.build_request(
-            "POST", f"{upstream.base_url}{built.path}", content=built.content, headers=built.headers
+            "POST",
+            f"{upstream.base_url}{built.path}",
+            content=built.content,
+            headers={**extra, **built.headers},
         )
         response: httpx.Response | None = None
         try:
