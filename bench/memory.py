@@ -93,7 +93,7 @@ def probe(name: str) -> dict[str, Any]:
         import transformers  # noqa: F401
 
         return memory()
-    dtype = name.split("-")[0]
+    dtype = name.split("-", maxsplit=1)[0]
     if "session" in name:
         import numpy as np
 
