@@ -8,8 +8,11 @@
 the rule is tested over feature sets rather than over whatever CPU runs the tests:
 
 - CUDA: float32 on the GPU, as an explicit float32 does (exact scores; a GPU pass is cheap).
-- AMX (bf16) or AVX512-BF16: torch bfloat16, whose matrix products run natively there.
-- AVX512-VNNI, AVX-VNNI or AMX int8: ONNX Runtime int8, whose int8 products run natively there.
+- AMX-BF16: torch bfloat16, whose matrix products run on the AMX tiles.
+- AVX512-VNNI, AVX-VNNI or AMX-INT8 (and no AMX-BF16): ONNX Runtime int8. On a CPU with
+  AVX512-BF16 and VNNI but no AMX (AMD Zen 4/5, Intel Cooper Lake) int8 measured twice torch
+  bfloat16's throughput (README, "Classifier speed"), so AVX512-BF16 alone does not pick bfloat16.
+- AVX512-BF16 without VNNI: torch bfloat16.
 - anything else, or features unknown: float32 (ONNX Runtime), RouteLLM's exact scores.
 """
 
@@ -112,13 +115,14 @@ def choose_dtype(features: CpuFeatures, *, cuda: bool, runtime: Runtime = "auto"
     runtime the settings allow (`onnxruntime` has no bfloat16; `torch` int8 gains little)."""
     if cuda and runtime != "onnxruntime":
         return DtypeChoice("float32", "CUDA: float32 on the GPU keeps RouteLLM's exact scores")
-    if features.bf16 and runtime != "onnxruntime":
-        via = "AMX-BF16" if "amx_bf16" in features.flags else "AVX512-BF16"
-        return DtypeChoice("bfloat16", f"{via}: torch bfloat16 runs natively on this CPU")
+    if "amx_bf16" in features.flags and runtime != "onnxruntime":
+        return DtypeChoice("bfloat16", "AMX-BF16: torch bfloat16 runs on the AMX tiles")
     if features.vnni and runtime != "torch":
         int8_flags: tuple[CpuFlag, ...] = ("avx512_vnni", "avx_vnni", "amx_int8")
         via = next(_LABELS[f] for f in int8_flags if f in features.flags)
         return DtypeChoice("int8", f"{via}: ONNX Runtime int8 runs natively on this CPU")
+    if features.bf16 and runtime != "onnxruntime":
+        return DtypeChoice("bfloat16", "AVX512-BF16: torch bfloat16 runs natively on this CPU")
     if not features.known:
         return DtypeChoice("float32", "CPU features unknown: float32")
     return DtypeChoice("float32", "no native bfloat16 or int8 on this CPU: float32")

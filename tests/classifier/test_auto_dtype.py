@@ -26,7 +26,8 @@ def test_auto_is_a_valid_setting_and_float32_stays_the_default() -> None:
     [
         (("avx2",), "float32", "onnxruntime", "AVX2"),
         (("avx2", "avx512f", "avx512_vnni"), "int8", "onnxruntime", "AVX2, AVX-512F, AVX512-VNNI"),
-        (("avx2", "avx512_bf16", "avx512_vnni"), "bfloat16", "torch", "AVX512-BF16"),
+        (("avx2", "avx512_bf16", "avx512_vnni"), "int8", "onnxruntime", "AVX512-BF16"),
+        (("avx2", "avx512_bf16", "amx_bf16"), "bfloat16", "torch", "AMX-BF16"),
     ],
 )
 async def test_auto_loads_the_dtype_the_cpu_flags_choose(

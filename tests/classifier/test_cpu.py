@@ -24,6 +24,7 @@ SAPPHIRE_RAPIDS = (
     "flags\t\t: avx2 avx512f avx512_vnni avx512_bf16 amx_bf16 amx_tile amx_int8 avx_vnni\n"
 )
 CASCADE_LAKE = "model name\t: Intel(R) Xeon(R)\nflags\t\t: sse2 avx2 avx512f avx512_vnni\n"
+COOPER_LAKE_NO_VNNI = "flags\t\t: avx2 avx512f avx512_bf16\n"  # hypothetical: no VNNI
 ALDER_LAKE = "flags\t\t: sse2 avx2 avx_vnni\n"
 AVX2_ONLY = "model name\t: AMD EPYC 7B12\nflags\t\t: sse2 avx avx2 fma\n"
 OLD = "flags\t\t: sse2 sse4_2 avx\n"
@@ -59,7 +60,9 @@ def test_detect_reads_the_file_and_is_unknown_without_it(tmp_path: Path) -> None
     ("cpuinfo", "dtype", "via"),
     [
         (SAPPHIRE_RAPIDS, "bfloat16", "AMX-BF16"),
-        (ZEN5, "bfloat16", "AVX512-BF16"),
+        # AVX512-BF16 with VNNI but no AMX: int8 measured twice bfloat16's speed there.
+        (ZEN5, "int8", "AVX512-VNNI"),
+        (COOPER_LAKE_NO_VNNI, "bfloat16", "AVX512-BF16"),
         (CASCADE_LAKE, "int8", "AVX512-VNNI"),
         (ALDER_LAKE, "int8", "AVX-VNNI"),
         (AVX2_ONLY, "float32", "no native"),
@@ -87,6 +90,7 @@ def test_auto_with_cuda_runs_float32_on_the_gpu(cpuinfo: str) -> None:
         (("amx_bf16",), "onnxruntime", "float32"),
         # torch's int8 is not the fast one: bfloat16 where native, else float32.
         (("avx512_bf16", "avx512_vnni"), "torch", "bfloat16"),
+        (("amx_bf16", "amx_int8", "avx512_vnni"), "auto", "bfloat16"),
         (("avx512_vnni",), "torch", "float32"),
         (("avx2",), "torch", "float32"),
     ],
