@@ -7,7 +7,7 @@ DEV_STAMP := $(VENV)/.installed-dev
 HOST ?= 127.0.0.1
 PORT ?= 6060
 
-.PHONY: help install install-dev system-deps serve classifier test lint bench clean
+.PHONY: help install install-dev system-deps serve classifier test lint bench bench-compare clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -46,6 +46,9 @@ lint: $(DEV_STAMP)  ## ruff and mypy strict
 
 bench: $(DEV_STAMP)  ## classifier and gateway benchmarks (minutes; prints figures)
 	$(BIN)/python bench/classifier_bench.py
+
+bench-compare: $(DEV_STAMP)  ## this gateway vs RouteLLM's server vs LiteLLM's proxy, one table (minutes)
+	$(BIN)/python bench/compare.py
 
 clean:  ## remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -20,10 +20,14 @@ The forward pass runs on one of two runtimes (`ROUTELLM_BERT_RUNTIME`, default a
   start-up logs a warning and continues on torch: a speed-up never stops the classifier.
 - torch for bfloat16 and CUDA. bfloat16 is only fast on CPUs with AMX or AVX512-BF16, or on
   CUDA; on AVX2-only CPUs torch emulates it and it is several times slower than float32.
+
+`ROUTELLM_BERT_DTYPE=auto` is resolved here, once, from the CPU's flags (`classifier.cpu`); the
+start-up log line and `health()` name the flags, the dtype chosen and why.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import warnings
@@ -35,6 +39,7 @@ import numpy as np
 
 from classifier.base import ClassifierUnavailable, Scores
 from classifier.batching import MicroBatcher
+from classifier.cpu import CpuFeatures, DtypeChoice, choose_dtype, detect_cpu_features
 from classifier.settings import ClassifierSettings
 
 if TYPE_CHECKING:
@@ -118,8 +123,12 @@ class LocalClassifier:
         batch_size: int = 16,
         max_wait_ms: float = 2.0,
         cache_size: int = 4096,
+        cpu: CpuFeatures | None = None,
+        dtype_choice: DtypeChoice | None = None,
     ) -> None:
         self.runner = runner
+        self._cpu = cpu
+        self._dtype_choice = dtype_choice
         self._tokenizer = tokenizer
         self._name = name
         self._device = device
@@ -144,6 +153,11 @@ class LocalClassifier:
         is not cached yet): call it with `asyncio.to_thread`. Raises `ClassifierUnavailable`
         with a one-line fix on any failure."""
         started = time.perf_counter()
+        cpu = detect_cpu_features()
+        dtype_choice: DtypeChoice | None = None
+        if settings.dtype == "auto":
+            dtype_choice = choose_dtype(cpu, cuda=_cuda_wanted(settings), runtime=settings.runtime)
+            settings = dataclasses.replace(settings, dtype=dtype_choice.dtype)
         runner, tokenizer, labels, device = _load_parts(settings)
         max_length = min(settings.max_length, int(tokenizer.model_max_length))
         classifier = cls(
@@ -158,6 +172,8 @@ class LocalClassifier:
             batch_size=settings.batch_size,
             max_wait_ms=settings.max_wait_ms,
             cache_size=settings.cache_size,
+            cpu=cpu,
+            dtype_choice=dtype_choice,
         )
         try:
             # The first pass allocates and picks kernels: pay it here, not on a user's request.
@@ -168,13 +184,15 @@ class LocalClassifier:
                 f"({_first_line(exc)}): {FIX_HINT}"
             ) from exc
         logger.info(
-            "classifier %s loaded on %s (%s, %s, max_length %d) in %.1f s",
+            "classifier %s loaded on %s (%s, %s%s, max_length %d) in %.1f s; CPU: %s",
             settings.model,
             device,
             runner.runtime,
             settings.dtype,
+            f" chosen by auto: {dtype_choice.reason}" if dtype_choice else "",
             max_length,
             time.perf_counter() - started,
+            cpu.describe(),
         )
         return classifier
 
@@ -260,7 +278,9 @@ class LocalClassifier:
             "model": self._name,
             "device": str(self._device),
             "dtype": self._dtype,
+            "dtype_auto": self._dtype_choice.reason if self._dtype_choice else None,
             "runtime": self.runner.runtime,
+            "cpu_features": self._cpu.describe() if self._cpu else None,
             "labels": list(self.labels),
             "forward_passes": stats.forward_passes,
             "cache_hits": stats.cache_hits,
@@ -411,6 +431,15 @@ def _load_torch_model(
                 model, {torch.nn.Linear}, dtype=torch.qint8
             )
     return model.to(device)
+
+
+def _cuda_wanted(settings: ClassifierSettings) -> bool:
+    """Whether `_pick_device` would choose CUDA for a float32 model (what `auto` decides on)."""
+    if settings.device == "cpu" or settings.runtime == "onnxruntime":
+        return False
+    import torch
+
+    return settings.device == "cuda" or torch.cuda.is_available()
 
 
 def _pick_device(settings: ClassifierSettings) -> torch.device:

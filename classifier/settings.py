@@ -13,11 +13,12 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 Dtype = Literal["float32", "bfloat16", "int8"]
+DtypeSetting = Literal["auto", "float32", "bfloat16", "int8"]
 Device = Literal["auto", "cpu", "cuda"]
 Runtime = Literal["auto", "torch", "onnxruntime"]
 
 DEFAULT_MODEL = "routellm/bert_gpt4_augmented"
-_DTYPES: tuple[Dtype, ...] = ("float32", "bfloat16", "int8")
+_DTYPES: tuple[DtypeSetting, ...] = ("auto", "float32", "bfloat16", "int8")
 _DEVICES: tuple[Device, ...] = ("auto", "cpu", "cuda")
 _RUNTIMES: tuple[Runtime, ...] = ("auto", "torch", "onnxruntime")
 _Getter = Callable[[str], "str | None"]
@@ -35,8 +36,9 @@ class ClassifierSettings:
     """`ROUTELLM_BERT_MODEL`: hub id or local directory of the sequence classifier."""
     token: str | None = None
     """`HF_AUTH_TOKEN` (else `HF_TOKEN`): hub download token, also sent as Bearer to `url`."""
-    dtype: Dtype = "float32"
-    """`ROUTELLM_BERT_DTYPE`: float32 (RouteLLM's exact scores), bfloat16 or int8 (CPU only)."""
+    dtype: DtypeSetting = "float32"
+    """`ROUTELLM_BERT_DTYPE`: float32 (RouteLLM's exact scores), bfloat16, int8 (CPU only), or
+    auto (the fastest of them for this CPU, `classifier.cpu.choose_dtype`; resolved at load)."""
     device: Device = "auto"
     """`ROUTELLM_BERT_DEVICE`: auto (cuda when available, else cpu), cpu or cuda."""
     runtime: Runtime = "auto"
@@ -85,7 +87,8 @@ class ClassifierSettings:
         dtype = get("ROUTELLM_BERT_DTYPE") or "float32"
         if dtype not in _DTYPES:
             raise SettingsError(
-                f"ROUTELLM_BERT_DTYPE={dtype!r} is not supported: use float32, bfloat16 or int8"
+                f"ROUTELLM_BERT_DTYPE={dtype!r} is not supported: "
+                "use float32, bfloat16, int8 or auto"
             )
         device = get("ROUTELLM_BERT_DEVICE") or "auto"
         if device not in _DEVICES:

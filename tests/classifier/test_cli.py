@@ -18,7 +18,7 @@ def test_bad_setting_exits_2_with_one_line(
     assert cli.main([]) == 2
     err = capsys.readouterr().err
     assert err.strip().count("\n") == 0
-    assert "ROUTELLM_BERT_DTYPE='fp8' is not supported: use float32, bfloat16 or int8" in err
+    assert "ROUTELLM_BERT_DTYPE='fp8' is not supported: use float32, bfloat16, int8 or auto" in err
 
 
 def test_runs_uvicorn_with_loopback_defaults(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -68,7 +68,7 @@ def test_auto_float32_runs_onnxruntime_with_torchs_scores(
         assert a.probs == pytest.approx(b.probs, abs=1e-5)
     [entry] = tmp_path.iterdir()
     assert entry.name.startswith(f"{random_checkpoint.name}-float32-")
-    assert {p.name for p in entry.iterdir()} == {"model.onnx", "meta.json"}
+    assert {p.name for p in entry.iterdir()} == {"model.onnx", "model.onnx.data", "meta.json"}
 
 
 async def test_int8_onnxruntime_keeps_the_forced_label(checkpoint: Path, tmp_path: Path) -> None:
