@@ -47,6 +47,7 @@ RULE_REASONS = ("strong", "weak")
 FALLBACK_REASONS = ("below_threshold", "classifier_error", "upstream_fallback")
 WIN_LABEL = "LABEL_0"
 BATCH = 500
+GATHER_SECONDS = 0.25
 BUFFER_ROWS = 10_000
 CLOSE_SECONDS = 10.0
 DASHBOARD_ROWS = 200_000
@@ -266,11 +267,14 @@ class Ledger:
                 failing = False
 
     def _take(self) -> list[dict[str, Any]]:
-        """Up to `BATCH` rows: waits briefly for the first, then takes what is already queued."""
+        """Up to `BATCH` rows: waits briefly for the first, lets more gather for `GATHER_SECONDS`
+        (one transaction for many rows: the writer's Python work shares the GIL with the event
+        loop, so fewer, larger writes cost requests less), then takes what is queued."""
         try:
             first = self._queue.get(timeout=0.2)
         except queue.Empty:
             return []
+        self._stopping.wait(GATHER_SECONDS)
         rows = [first]
         while len(rows) < BATCH:
             try:
