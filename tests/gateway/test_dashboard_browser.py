@@ -63,10 +63,19 @@ def test_dashboard_shows_the_ledger_and_the_what_if_follows_the_slider(
         for i in range(40)
     ]
     with serve(app) as url:
+        # Real requests through the gateway and the fake upstream, beside the recorded history.
+        for stream in (False, True, False, True):
+            body = {"model": "router", "messages": [{"role": "user", "content": "hi"}]}
+            answer = httpx.post(
+                f"{url}/v1/chat/completions",
+                json={**body, "stream": stream},
+                headers={"authorization": "Bearer client"},
+            )
+            assert answer.status_code == 200
         for r in rows:
             app.state.ledger.record(r)
         deadline = time.monotonic() + 10
-        while app.state.ledger.stats().written < len(rows):
+        while app.state.ledger.stats().written < len(rows) + 4:
             assert time.monotonic() < deadline
             time.sleep(0.02)
         auth = {"authorization": "Bearer boss"}
@@ -83,7 +92,7 @@ def test_dashboard_shows_the_ledger_and_the_what_if_follows_the_slider(
             page.wait_for_function(
                 "document.getElementById('status').textContent.startsWith('Updated')"
             )
-            assert page.inner_text("#requests") == str(savings["requests"]) == str(len(rows))
+            assert page.inner_text("#requests") == str(savings["requests"]) == str(len(rows) + 4)
             assert page.inner_text("#cost") == usd(savings["cost_usd"])
             assert page.inner_text("#baseline") == usd(savings["baseline_cost_usd"])
             assert page.inner_text("#saved") == usd(savings["saved_usd"])
