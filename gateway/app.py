@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
+from httpx_aiohttp import AiohttpTransport
 from litestar import Litestar, Request, Response
 from litestar.datastructures import State
 from litestar.exceptions import HTTPException
@@ -62,7 +63,7 @@ def create_app(
         timeout = httpx.Timeout(settings.upstream_timeout, connect=settings.connect_timeout)
         limits = httpx.Limits(max_connections=None, max_keepalive_connections=256)
         client = httpx.AsyncClient(
-            transport=transport or httpx.AsyncHTTPTransport(limits=limits, retries=0),
+            transport=transport or AiohttpTransport(limits=limits, trust_env=False),
             timeout=timeout,
             follow_redirects=False,
             trust_env=False,

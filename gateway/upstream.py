@@ -16,10 +16,12 @@ event within `upstream_timeout`: bytes that never finish one count as silence.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 
+import aiohttp
 import httpx
 import msgspec
 
@@ -31,6 +33,8 @@ from gateway.settings import Settings, Upstream
 from gateway.sse import EventTooLarge, SSEParser
 
 MAX_ERROR_BODY = 64 * 1024
+REST_BYTES = 64 * 1024
+REST_SECONDS = 0.25
 # Never copied from an upstream response: they describe the upstream's connection, not the answer.
 DROPPED_HEADERS = frozenset(
     {
@@ -53,18 +57,30 @@ DROPPED_HEADERS = frozenset(
     }
 )
 # Failures of the connection itself: every model on that upstream would meet them.
-HOST_FAILURES = (httpx.NetworkError, httpx.ConnectTimeout, httpx.RemoteProtocolError, OSError)
+HOST_FAILURES = (
+    httpx.NetworkError,
+    httpx.ConnectTimeout,
+    httpx.RemoteProtocolError,
+    OSError,
+    aiohttp.ClientConnectorError,
+    aiohttp.ServerDisconnectedError,
+    aiohttp.ClientOSError,
+    aiohttp.ConnectionTimeoutError,
+)
+TIMEOUTS = (httpx.TimeoutException, TimeoutError, aiohttp.ServerTimeoutError)
 
 
 def translate_httpx_error(exc: BaseException, upstream: Upstream) -> UpstreamError:
-    """The one place httpx's errors become the gateway's; the message never holds a key."""
-    if isinstance(exc, httpx.TimeoutException | TimeoutError) and not isinstance(
-        exc, httpx.ConnectTimeout
-    ):
+    """The one place transport errors become the gateway's; the message never holds a key.
+    Under the aiohttp transport the error httpx raises wraps aiohttp's (its `__cause__`), which
+    says more precisely what failed: that one is classified."""
+    cause = exc.__cause__ if isinstance(exc.__cause__, aiohttp.ClientError) else exc
+    connecting = isinstance(cause, httpx.ConnectTimeout | aiohttp.ConnectionTimeoutError)
+    if isinstance(cause, TIMEOUTS) and not connecting:
         return UpstreamTimeout(f"upstream {upstream.name!r} did not answer in time")
-    kind = type(exc).__name__
-    error = UpstreamError(f"upstream {upstream.name!r} failed: {kind}: {exc}".rstrip(": "))
-    if isinstance(exc, HOST_FAILURES):
+    kind = type(cause).__name__
+    error = UpstreamError(f"upstream {upstream.name!r} failed: {kind}: {cause}".rstrip(": "))
+    if isinstance(cause, HOST_FAILURES):
         error.scope = "host"
     return error
 
@@ -241,6 +257,7 @@ class Forwarder:
                     for out in frames:
                         yield out
                     if reader.ended:
+                        await _read_rest(opened)
                         return
                 if opened.chunks is None:
                     break
@@ -267,6 +284,21 @@ class Forwarder:
             error = translate_httpx_error(exc, opened.upstream)
         opened.status = error.status
         yield opened.provider.error_frame(error)
+
+
+async def _read_rest(opened: Opened) -> None:
+    """The answer is whole and the client has it: read what the upstream still sends (normally
+    just the end of the chunked body) so that its connection goes back to the pool instead of
+    being closed. Past `REST_BYTES` or `REST_SECONDS` it is closed after all."""
+    if opened.chunks is None:
+        return
+    left = REST_BYTES
+    with contextlib.suppress(httpx.HTTPError, TimeoutError, OSError):
+        async with asyncio.timeout(REST_SECONDS):
+            async for chunk in opened.chunks:
+                left -= len(chunk)
+                if left < 0:
+                    return
 
 
 async def _read_bounded(response: httpx.Response, upstream: Upstream, limit: int) -> bytes:

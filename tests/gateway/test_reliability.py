@@ -294,7 +294,7 @@ def test_a_refused_connection_opens_the_whole_host(gateway: Gateway) -> None:
         other_model = post(url, "dead-b")
         elsewhere = post(url, "middle")
         health = httpx.get(f"{url}/health").json()
-    assert all("ConnectError" in message for message in refused)
+    assert all("failed: ClientConnectorError: Cannot connect" in message for message in refused)
     assert other_model.status_code == 502
     assert other_model.json()["error"]["code"] == "upstream_unavailable"
     assert other_model.json()["error"]["message"].startswith("upstream 'default' is failing")
