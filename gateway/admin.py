@@ -1,6 +1,7 @@
 """Admin routes over the decision ledger, and the dashboard's static files.
 
-    GET /v1/decisions?limit=N&since=T[&format=jsonl]   newest rows first
+    GET /v1/decisions?limit=N&since=T[&format=jsonl]   newest rows first, with their feedback
+                                                       and shadow verdict
     GET /v1/savings?since=T                            spend against the baseline
     GET /v1/dashboard?since=T[&buckets=N]              everything /ui draws
     GET /v1/whatif?threshold=t[&since=T]               the win-rate rule re-run at t
@@ -132,11 +133,11 @@ async def list_decisions(request: Request[Any, Any, Any]) -> Response[Any]:
     if fmt not in ("json", "jsonl"):
         raise InvalidRequest(f"format={fmt!r} is not supported: use json or jsonl", param="format")
     since = _since(request)
-    rows = await _read(lambda: ledger.decisions(int(limit), since))
+    rows = await _read(lambda: ledger.export(int(limit), since))
     if fmt == "jsonl":
-        lines = "".join(json.dumps(row.as_json(), separators=(",", ":")) + "\n" for row in rows)
+        lines = "".join(json.dumps(row, separators=(",", ":")) + "\n" for row in rows)
         return Response(lines, media_type="application/x-ndjson")
-    return Response({"object": "list", "data": [row.as_json() for row in rows]})
+    return Response({"object": "list", "data": rows})
 
 
 @get("/v1/savings", guards=[require_admin])
