@@ -64,8 +64,12 @@ def parse_feedback(raw: bytes, now: float | None = None) -> FeedbackRow:
         )
     low, high = RANGES[scale]
     score = body.get("score")
-    ok = isinstance(score, int | float) and not isinstance(score, bool)
-    if not ok or not math.isfinite(score) or not low <= score <= high:
+    if (
+        not isinstance(score, int | float)
+        or isinstance(score, bool)
+        or not math.isfinite(score)
+        or not low <= score <= high
+    ):
         raise InvalidRequest(
             f"score must be a number from {low:g} to {high:g} on the {scale!r} scale "
             "(-1 bad to 1 good; send scale: 'unit' for 0..1)",
