@@ -17,8 +17,9 @@ The jobs send on the app's `httpx.AsyncClient` directly: never through the `Forw
 failures open no breaker that serves clients and count in no client metric. At most
 `quality.concurrency` jobs run at once (a request sampled while all are busy is not judged).
 Spend is summed per UTC day from the answers' usage at the models' prices (`load_settings`
-refuses shadowing when a model it may call has no price); an answer without usage is counted at
-a worst case of one token per byte of request and answer. No job starts once the day's spend
+refuses shadowing when a model it may call has no price); a successful answer without usage is
+counted at a worst case of one token per byte of request and answer, and a failed one (HTTP
+4xx/5xx, which providers do not bill) at its reported usage or nothing. No job starts once the day's spend
 reaches `quality.daily_budget_usd`; the jobs already running may pass it by at most their own
 cost.
 """
@@ -296,8 +297,8 @@ class Shadow:
             body = None
         if isinstance(body, dict):
             usage = Usage.from_openai(body.get("usage"))
-        if usage is None:  # unknown usage: the stated worst case, one token per byte
-            usage = Usage(len(built.content), len(raw))
+        if usage is None and response.status_code < 300:
+            usage = Usage(len(built.content), len(raw))  # the stated worst case: a token a byte
         spent[0] += cost(target.price, usage) or 0.0
         if response.status_code >= 300:
             raise ShadowFailed(f"{model!r} answered HTTP {response.status_code}")
