@@ -197,7 +197,9 @@ def test_failing_shadow_and_judge_calls_never_touch_clients_or_breakers(
         metrics = httpx.get(f"{url}/metrics").text
         figures = quality(url)
     assert [a.status_code for a in answers] == [200] * 7
-    assert all(a.json()["choices"][0]["message"]["content"] == "Hello from ok:weak!" for a in answers)
+    assert all(
+        a.json()["choices"][0]["message"]["content"] == "Hello from ok:weak!" for a in answers
+    )
     assert health["breakers"] == {"deployments": [], "hosts": []}
     assert "routellm_upstream_errors_total{" not in metrics
     assert figures["shadow"]["attempts"] == 7
