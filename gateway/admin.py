@@ -18,6 +18,7 @@ import hmac
 import json
 import math
 from collections.abc import Awaitable, Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -31,6 +32,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from gateway.errors import GatewayError, InvalidRequest, Unauthorized
 from gateway.ledger import Ledger, parse_since
 from gateway.settings import Settings
+from gateway.shadow import Shadow
 
 __all__ = ["ADMIN_HANDLERS", "UI_DIR"]
 
@@ -152,7 +154,14 @@ async def dashboard(request: Request[Any, Any, Any]) -> dict[str, Any]:
     ledger = _ledger(request)
     since = _since(request)
     buckets = int(_number(request, "buckets", 24, 1, 500))
-    return await _read(lambda: ledger.dashboard(since, buckets))
+    data = await _read(lambda: ledger.dashboard(since, buckets))
+    shadow: Shadow | None = request.app.state.gateway.shadow
+    if shadow is not None:  # this process's own counters, beside the ledger's fleet-wide ones
+        data["quality"]["shadow"]["process"] = {
+            **asdict(shadow.stats),
+            "spent_today_usd": shadow.spent_today(),
+        }
+    return data
 
 
 @get("/v1/whatif", guards=[require_admin])

@@ -19,9 +19,9 @@ failures open no breaker that serves clients and count in no client metric. At m
 Spend is summed per UTC day from the answers' usage at the models' prices (`load_settings`
 refuses shadowing when a model it may call has no price); a successful answer without usage is
 counted at a worst case of one token per byte of request and answer, and a failed one (HTTP
-4xx/5xx, which providers do not bill) at its reported usage or nothing. No job starts once the day's spend
-reaches `quality.daily_budget_usd`; the jobs already running may pass it by at most their own
-cost.
+4xx/5xx, which providers do not bill) at its reported usage or nothing. No job starts once
+the day's spend reaches `quality.daily_budget_usd`; the jobs already running may pass it by at
+most their own cost.
 """
 
 from __future__ import annotations
@@ -66,6 +66,9 @@ JUDGED_REASONS = ("strong", "weak")
 """Decisions of the win-rate rule: those with a strong and a weak model to compare."""
 VERDICT_MARK = re.compile(r"\[\[([ABC])\]\]")
 ERROR_CHARS = 500
+START_DELAY = 0.01
+"""Seconds a job waits before its first call: it is created while the client's non-streamed
+answer is still being written, and must not take the event loop before that answer is out."""
 CHAT = ChatCompletions()
 
 
@@ -75,8 +78,8 @@ class ShadowFailed(Exception):
 
 @dataclass
 class ShadowStats:
-    """Counters since start: jobs started, verdicts, failures, and requests not judged because
-    every slot was busy or the day's budget was spent."""
+    """This process's counters since start: jobs started, verdicts, failures, and requests not
+    judged because every slot was busy or the day's budget was spent (`/v1/dashboard`)."""
 
     started: int = 0
     judged: int = 0
@@ -200,11 +203,6 @@ class Shadow:
         job.add_done_callback(self._jobs.discard)
         return True
 
-    async def wait(self) -> None:
-        """Until the jobs running now have finished (for tests and benches)."""
-        while self._jobs:
-            await asyncio.gather(*self._jobs, return_exceptions=True)
-
     async def aclose(self) -> None:
         """Cancel the jobs still running; each records what it had spent."""
         for job in list(self._jobs):
@@ -229,6 +227,7 @@ class Shadow:
         verdict: Verdict | None = None
         error: str | None = None
         try:
+            await asyncio.sleep(START_DELAY)
             async with asyncio.timeout(self.config.timeout):
                 shadow_call = _unstreamed(call)
                 if answer is not None:

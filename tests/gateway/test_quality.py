@@ -148,6 +148,14 @@ def test_verdicts_fill_the_reliability_diagram_as_scripted(quality_gateway: Gate
     assert kept["interval_kind"] == "wilson-95"
     shadow = figures["shadow"]
     assert (shadow["attempts"], shadow["judged"], shadow["failed"]) == (7, 7, 0)
+    assert shadow["process"] == {
+        "started": 7,
+        "judged": 7,
+        "failed": 0,
+        "busy": 0,
+        "over_budget": 0,
+        "spent_today_usd": pytest.approx(6 * JOB + 3 * CALL),
+    }
     assert shadow["spent_usd"] == pytest.approx(6 * JOB + 3 * CALL)
 
 
@@ -174,6 +182,7 @@ def test_the_budget_stops_shadowing_at_the_cap_and_survives_a_restart(
     assert sum(row["verdict"] is not None for row in rows) == 2
     assert figures["shadow"]["spent_usd"] == pytest.approx(2 * JOB)
     assert figures["shadow"]["spent_usd"] > cap  # the job that crossed it finished
+    assert figures["shadow"]["process"]["over_budget"] == 3
 
     with quality_gateway(daily_budget_usd=cap) as url:  # today's spend is read back
         ask(url, "after restart p=0.2 verdict=strong")
@@ -224,16 +233,16 @@ def test_failing_shadow_and_judge_calls_never_touch_clients_or_breakers(
     assert rows[0]["verdict"]["error"] == "timed out after 0.5 s"
 
 
-def test_shutdown_cancels_running_jobs_and_keeps_their_spend(
+def test_jobs_are_bounded_and_shutdown_cancels_them_keeping_their_spend(
     quality_gateway: Gateway, tmp_path: Path
 ) -> None:
     started = time.monotonic()
-    with quality_gateway(judge="hang", timeout=3600) as url:
-        assert ask(url, "q p=0.9").status_code == 200
-        exported(url, 1)
-        deadline = time.monotonic() + 10
-        while quality(url)["shadow"]["attempts"] < 1 and time.monotonic() < deadline:
-            time.sleep(0.05)
+    with quality_gateway(judge="hang", timeout=3600, concurrency=1) as url:
+        answers = [ask(url, f"q{i} p=0.9") for i in range(3)]
+        exported(url, 3)
+        process = quality(url)["shadow"]["process"]
+    assert [a.status_code for a in answers] == [200] * 3
+    assert (process["started"], process["busy"]) == (1, 2)  # one slot, held by the hung judge
     assert time.monotonic() - started < 30  # the hanging judge did not hold the shutdown
     with sqlite3.connect(tmp_path / "ledger.sqlite3") as db:
         ((error, cost),) = db.execute("SELECT error, cost_usd FROM routellm_verdicts").fetchall()
