@@ -317,7 +317,8 @@ def test_feedback_is_stored_replaced_exported_and_shown_per_model(
     assert by_id[weak_ids[0]]["feedback"]["raw_score"] == 0.25
     assert by_id[weak_ids[1]]["feedback"] is None
     assert all(row["verdict"] is None for row in rows)
-    assert f'"id":"{strong}"' in jsonl and '"feedback":{"score":1.0' in jsonl
+    assert f'"id":"{strong}"' in jsonl
+    assert '"feedback":{"score":1.0' in jsonl
     assert figures["feedback"]["strong"] == {
         "requests": 1,
         "feedback": 1,

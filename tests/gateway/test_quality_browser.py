@@ -42,8 +42,7 @@ def verdict(request_id: str, win_rate: float, judged: Verdict) -> VerdictRow:
 
 
 def test_quality_panels_show_the_ledger(
-    tmp_path: Path,
-    make_settings: Callable[..., Settings], classifiers: dict[int, LocalClassifier]
+    tmp_path: Path, make_settings: Callable[..., Settings], classifiers: dict[int, LocalClassifier]
 ) -> None:
     settings = make_settings(ROUTELLM_PRICES=PRICES_ENV, ROUTELLM_ADMIN_KEYS="boss")
     app = create_app(settings, classifier=classifiers[2])
