@@ -1,6 +1,7 @@
 """Admin routes over the decision ledger, and the dashboard's static files.
 
-    GET /v1/decisions?limit=N&since=T[&format=jsonl]   newest rows first
+    GET /v1/decisions?limit=N&since=T[&format=jsonl]   newest rows first, with their feedback
+                                                       and shadow verdict
     GET /v1/savings?since=T                            spend against the baseline
     GET /v1/dashboard?since=T[&buckets=N]              everything /ui draws
     GET /v1/whatif?threshold=t[&since=T]               the win-rate rule re-run at t
@@ -17,6 +18,7 @@ import hmac
 import json
 import math
 from collections.abc import Awaitable, Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -30,6 +32,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from gateway.errors import GatewayError, InvalidRequest, Unauthorized
 from gateway.ledger import Ledger, parse_since
 from gateway.settings import Settings
+from gateway.shadow import Shadow
 
 __all__ = ["ADMIN_HANDLERS", "UI_DIR"]
 
@@ -132,11 +135,11 @@ async def list_decisions(request: Request[Any, Any, Any]) -> Response[Any]:
     if fmt not in ("json", "jsonl"):
         raise InvalidRequest(f"format={fmt!r} is not supported: use json or jsonl", param="format")
     since = _since(request)
-    rows = await _read(lambda: ledger.decisions(int(limit), since))
+    rows = await _read(lambda: ledger.export(int(limit), since))
     if fmt == "jsonl":
-        lines = "".join(json.dumps(row.as_json(), separators=(",", ":")) + "\n" for row in rows)
+        lines = "".join(json.dumps(row, separators=(",", ":")) + "\n" for row in rows)
         return Response(lines, media_type="application/x-ndjson")
-    return Response({"object": "list", "data": [row.as_json() for row in rows]})
+    return Response({"object": "list", "data": rows})
 
 
 @get("/v1/savings", guards=[require_admin])
@@ -151,7 +154,14 @@ async def dashboard(request: Request[Any, Any, Any]) -> dict[str, Any]:
     ledger = _ledger(request)
     since = _since(request)
     buckets = int(_number(request, "buckets", 24, 1, 500))
-    return await _read(lambda: ledger.dashboard(since, buckets))
+    data = await _read(lambda: ledger.dashboard(since, buckets))
+    shadow: Shadow | None = request.app.state.gateway.shadow
+    if shadow is not None:  # this process's own counters, beside the ledger's fleet-wide ones
+        data["quality"]["shadow"]["process"] = {
+            **asdict(shadow.stats),
+            "spent_today_usd": shadow.spent_today(),
+        }
+    return data
 
 
 @get("/v1/whatif", guards=[require_admin])

@@ -24,10 +24,12 @@ from opentelemetry.sdk.trace import TracerProvider
 from classifier import Classifier, open_classifier
 from gateway.admin import ADMIN_HANDLERS
 from gateway.errors import ClientDisconnected, GatewayError, error_body
+from gateway.feedback import FEEDBACK_HANDLERS
 from gateway.flow import Gateway
 from gateway.ledger import Ledger
 from gateway.routes import HANDLERS, provider_for
 from gateway.settings import Settings, from_environment
+from gateway.shadow import Shadow
 from gateway.shutdown import Drain, refuse_when_draining
 from gateway.state import open_store
 from gateway.telemetry import Telemetry
@@ -74,6 +76,10 @@ def create_app(
         ledger = Ledger.open(settings) if settings.ledger.enabled else None
         telemetry = Telemetry(settings, ledger)
         store = open_store(settings.redis_url, settings.redis_timeout)
+        shadow = None
+        if settings.quality.enabled and ledger is not None:
+            shadow = Shadow(settings, client, ledger)
+            await shadow.start()
         app.state.gateway = Gateway(
             settings,
             clf,
@@ -83,12 +89,15 @@ def create_app(
             store=store,
             drain=drain,
             tracing=Tracing(spans),
+            shadow=shadow,
         )
         app.state.settings = settings
         app.state.ledger = ledger
         try:
             yield
         finally:
+            if shadow is not None:
+                await shadow.aclose()  # before the client and the ledger it uses close
             await client.aclose()
             await store.aclose()
             if owned:
@@ -99,7 +108,7 @@ def create_app(
                 spans.shutdown()  # exports the spans still batched
 
     return Litestar(
-        route_handlers=[*HANDLERS, *ADMIN_HANDLERS],
+        route_handlers=[*HANDLERS, *ADMIN_HANDLERS, *FEEDBACK_HANDLERS],
         lifespan=[lifespan],
         # The drain begins on SIGTERM under `routellm-gateway` (gateway.shutdown.serve).
         state=State({"drain": drain}),

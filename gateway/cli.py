@@ -1,4 +1,5 @@
-"""`routellm-gateway`: run the gateway, or `calibrate` a `router-bert-<t>` threshold."""
+"""`routellm-gateway`: run the gateway, `calibrate` a `router-bert-<t>` threshold, or
+`evaluate` a router on labelled prompts."""
 
 from __future__ import annotations
 
@@ -20,11 +21,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["calibrate"]:
         return calibrate_main(args[1:])
+    if args[:1] == ["evaluate"]:
+        return evaluate_main(args[1:])
     parser = argparse.ArgumentParser(
         prog="routellm-gateway",
         description="OpenAI-compatible gateway that routes each request with RouteLLM's BERT "
-        "router. Subcommand: 'calibrate (--prompts FILE | --from-ledger [--since T]) "
-        "[--strong-share S]'.",
+        "router. Subcommands: 'calibrate (--prompts FILE | --from-ledger [--since T]) "
+        "[--strong-share S]', 'evaluate --data FILE [--router NAME] [--plot out.png]'.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="bind address (default loopback)")
     parser.add_argument("--port", type=int, default=6060)
@@ -275,3 +278,71 @@ async def _ledger_table(
     finally:
         await ledger.aclose()
     return threshold, table, len(rates)
+
+
+def evaluate_main(argv: Sequence[str]) -> int:
+    """`evaluate`: the router's quality against strong-call share on labelled prompts, with
+    RouteLLM's APGR and CPT beside random routing (see `gateway.evaluate`)."""
+    parser = argparse.ArgumentParser(
+        prog="routellm-gateway evaluate",
+        description="Classify labelled prompts, then for every threshold print the strong-call "
+        "share and the quality reached, with APGR, CPT(50%%) and CPT(80%%) against random "
+        "routing. FILE is JSONL: {'prompt': ..., 'quality': {'<strong>': 1, '<weak>': 0}}, "
+        "RouteLLM's per-model columns, or the ledger's export with shadow verdicts.",
+    )
+    parser.add_argument("--data", type=Path, required=True, help="JSONL of labelled prompts")
+    parser.add_argument(
+        "--router",
+        default="router",
+        help="router, router-bert-<t> or a name under routers: (a strong/weak router); its "
+        "threshold is marked, its strong and weak models are the data's keys",
+    )
+    parser.add_argument(
+        "--strong", help="the data's key for the strong model (default: the router's strong model)"
+    )
+    parser.add_argument("--weak", help="the data's key for the weak model")
+    parser.add_argument("--plot", type=Path, help="write a PNG of quality against strong share")
+    parser.add_argument("--config")
+    ns = parser.parse_args(argv)
+    try:
+        settings = load_settings(os.environ, ns.config)
+        report = asyncio.run(_evaluate(settings, ns.router, ns.data, ns.strong, ns.weak))
+        if ns.plot is not None:
+            from gateway.evaluate import plot
+
+            plot(report, ns.plot, ns.router)
+    except (SettingsError, ClassifierError, OSError) as exc:
+        print(f"routellm-gateway evaluate: {exc}", file=sys.stderr)
+        return 2
+    from gateway.evaluate import format_report
+
+    print(format_report(report, ns.router))
+    if ns.plot is not None:
+        print(f"# plot written to {ns.plot}", file=sys.stderr)
+    return 0
+
+
+async def _evaluate(
+    settings: Settings, router: str, data: Path, strong: str | None, weak: str | None
+) -> Any:
+    from gateway.errors import GatewayError
+    from gateway.evaluate import OnDemand, evaluate, read_examples
+    from gateway.routing import Decider
+
+    classifier = OnDemand(settings.classifier)
+    try:
+        try:
+            policy = Decider(settings, classifier).policy(router)
+        except GatewayError as exc:
+            raise SettingsError(f"--router: {exc.message}") from None
+        spec = policy.router
+        if spec is None or not (spec.strong and spec.weak):
+            raise SettingsError(
+                f"--router {router!r} does not choose between a strong and a weak model: name "
+                "router, router-bert-<t> or a strong/weak router under routers:"
+            )
+        threshold = policy.threshold if policy.threshold is not None else spec.threshold
+        examples, skipped = read_examples(data, strong or spec.strong, weak or spec.weak)
+        return await evaluate(examples, classifier, threshold, skipped)
+    finally:
+        await classifier.aclose()

@@ -22,6 +22,7 @@ from gateway.pricing import Usage, cost
 from gateway.providers.base import Call, Provider
 from gateway.routing import Decider, Decision
 from gateway.settings import Settings
+from gateway.shadow import Shadow
 from gateway.shutdown import Drain, ShuttingDown
 from gateway.state import MemoryStore, Store, StoreUnavailable
 from gateway.telemetry import Telemetry
@@ -106,6 +107,7 @@ class Gateway:
         store: Store | None = None,
         drain: Drain | None = None,
         tracing: Tracing | None = None,
+        shadow: Shadow | None = None,
     ) -> None:
         self.settings = settings
         self.classifier = classifier
@@ -122,6 +124,8 @@ class Gateway:
         self.drain = drain or Drain(settings.shutdown_grace)
         self.tracing = tracing or Tracing(None)
         """Streams still running when the shutdown grace ends are cut (`gateway.shutdown`)."""
+        self.shadow = shadow
+        """Judges a share of routed answers in the background (`quality:`); None: off."""
 
     async def decide(
         self, call: Call, conversation: Conversation | None = None, *, record: bool = True
@@ -248,6 +252,7 @@ class Gateway:
             if opened.response.status_code < 300:
                 facts = opened.provider.facts(opened.content)
                 exchange.answer_id, exchange.usage = facts.id, facts.usage
+                exchange.answer_body = opened.content
             media = opened.response.headers.get("content-type", "application/json")
             return Answer(
                 opened.decision, opened.response.status_code, headers, media, opened.content
@@ -306,6 +311,8 @@ class Gateway:
                     prompt=exchange.call.text or None,
                 )
             )
+        if self.shadow is not None and decision is not None and status < 300:
+            self._offer_shadow(exchange, decision)
         timings = {
             name: value
             for name, value in (
@@ -332,6 +339,20 @@ class Gateway:
             },
         )
 
+    def _offer_shadow(self, exchange: Exchange, decision: Decision) -> None:
+        """Hand a settled answer to the shadow judge, with its router's strong/weak pair."""
+        assert self.shadow is not None
+        router = self.decider.policy(exchange.call.model).router
+        pair = (router.strong, router.weak) if router and router.strong and router.weak else None
+        self.shadow.consider(
+            exchange.id,
+            provider=exchange.provider,
+            call=exchange.call,
+            decision=decision,
+            pair=pair,
+            answer=exchange.answer_body,
+        )
+
 
 @dataclass
 class Exchange:
@@ -353,6 +374,8 @@ class Exchange:
     usage: Usage | None = None
     span: Span | None = None
     """The request's trace span, when tracing is on."""
+    answer_body: bytes | None = None
+    """A successful non-streamed answer as the client received it (for shadow judging)."""
 
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000

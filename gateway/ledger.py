@@ -35,9 +35,18 @@ from sqlalchemy.engine import Engine
 
 from gateway.pricing import Price, Usage, cost
 from gateway.providers.base import Api
+from gateway.quality import FeedbackScale, Verdict, quality_kept, reliability
 from gateway.settings import LedgerSettings, Settings
 
-__all__ = ["DecisionRow", "Ledger", "LedgerStats", "new_request_id", "parse_since"]
+__all__ = [
+    "DecisionRow",
+    "FeedbackRow",
+    "Ledger",
+    "LedgerStats",
+    "VerdictRow",
+    "new_request_id",
+    "parse_since",
+]
 
 log = logging.getLogger("routellm.ledger")
 
@@ -80,6 +89,32 @@ decisions = sa.Table(
     sa.Column("total_ms", sa.Float),
     sa.Column("conversation", sa.String(256)),
     sa.Column("prompt", sa.Text),
+)
+feedback = sa.Table(
+    "routellm_feedback",
+    metadata,
+    sa.Column("request_id", sa.String(64), primary_key=True),
+    sa.Column("created", sa.Float, nullable=False, index=True),
+    sa.Column("score", sa.Float, nullable=False),
+    sa.Column("raw_score", sa.Float, nullable=False),
+    sa.Column("scale", sa.String(16), nullable=False),
+    sa.Column("comment", sa.Text),
+)
+verdicts = sa.Table(
+    "routellm_verdicts",
+    metadata,
+    sa.Column("request_id", sa.String(64), primary_key=True),
+    sa.Column("created", sa.Float, nullable=False, index=True),
+    sa.Column("strong", sa.String(256), nullable=False),
+    sa.Column("weak", sa.String(256), nullable=False),
+    sa.Column("judge", sa.String(256), nullable=False),
+    sa.Column("picked", sa.String(256), nullable=False),
+    sa.Column("verdict", sa.String(16)),
+    sa.Column("win_rate", sa.Float, nullable=False),
+    sa.Column("threshold", sa.Float),
+    sa.Column("strong_first", sa.Boolean, nullable=False),
+    sa.Column("cost_usd", sa.Float, nullable=False),
+    sa.Column("error", sa.String(512)),
 )
 
 
@@ -135,6 +170,43 @@ class DecisionRow:
 
 
 @dataclass(frozen=True, slots=True)
+class FeedbackRow:
+    """A user's score for one answer (`POST /v1/feedback`); a later one replaces it."""
+
+    request_id: str
+    created: float
+    score: float
+    """On the ledger's one scale, -1 (bad) to 1 (good) (`gateway.quality.normalise`)."""
+    raw_score: float
+    """The score as the client sent it."""
+    scale: FeedbackScale
+    comment: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VerdictRow:
+    """One shadow judgement: the routed answer beside the other model's, and what it cost."""
+
+    request_id: str
+    created: float
+    strong: str
+    weak: str
+    judge: str
+    picked: str
+    """The model that answered the client (the other one answered in the shadow)."""
+    verdict: Verdict | None
+    """None when the shadow or judge call failed (`error` says how); its spend still counts."""
+    win_rate: float
+    """P(LABEL_0) of the request: the router's prediction of a `strong` verdict."""
+    threshold: float | None
+    strong_first: bool
+    """The judge saw the strong model's answer first (the order is random)."""
+    cost_usd: float
+    """Estimated USD of the shadow and judge calls (`gateway.shadow`)."""
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class LedgerStats:
     """Counters for metrics: rows written, rows lost, failed write attempts, rows waiting."""
 
@@ -145,6 +217,10 @@ class LedgerStats:
 
 
 _ROW_FIELDS = tuple(f.name for f in fields(DecisionRow))
+_FEEDBACK_FIELDS = ("score", "raw_score", "scale", "comment", "created")
+_VERDICT_FIELDS = tuple(
+    f.name for f in fields(VerdictRow) if f.name not in ("request_id", "win_rate")
+)
 _STOP = object()
 
 
@@ -192,6 +268,8 @@ class Ledger:
         self._dropped = 0
         self._failures = 0
         self._in_batch = 0
+        self._pending: set[str] = set()
+        """Ids of decision rows queued but not yet written: feedback may already name them."""
         self._thread = threading.Thread(target=self._run, name="routellm-ledger", daemon=True)
         self._thread.start()
 
@@ -202,14 +280,18 @@ class Ledger:
 
     # --- writing -------------------------------------------------------------------------
 
-    def record(self, row: DecisionRow) -> None:
+    def record(self, row: DecisionRow | VerdictRow) -> None:
         """Queue `row` for writing. Never blocks and never raises: a full queue counts a loss."""
-        if row.prompt is not None and not self.settings.ledger.store_prompts:
+        keep_prompt = self.settings.ledger.store_prompts
+        if isinstance(row, DecisionRow) and row.prompt is not None and not keep_prompt:
             row = replace(row, prompt=None)
         try:
             self._queue.put_nowait(row)
         except queue.Full:
             self._dropped += 1
+            return
+        if isinstance(row, DecisionRow):
+            self._pending.add(row.id)
 
     def stats(self) -> LedgerStats:
         return LedgerStats(
@@ -223,7 +305,7 @@ class Ledger:
         self.engine.dispose()
 
     def _run(self) -> None:
-        batch: list[dict[str, Any]] = []
+        batch: list[tuple[sa.Table, dict[str, Any]]] = []
         delay = 0.2
         failing = False
         next_retention = 0.0
@@ -241,7 +323,10 @@ class Ledger:
                     self._apply_retention()
                     next_retention = time.time() + 3600
                 with self.engine.begin() as conn:
-                    conn.execute(decisions.insert(), batch)
+                    for table in (decisions, verdicts):  # a verdict follows its decision
+                        rows = [values for into, values in batch if into is table]
+                        if rows:
+                            conn.execute(table.insert(), rows)
             except Exception as exc:  # any store failure: keep the batch, count, retry later
                 self._failures += 1
                 if not failing:
@@ -261,12 +346,13 @@ class Ledger:
                 delay = min(delay * 2, 5.0)
                 continue
             self._written += len(batch)
+            self._pending.difference_update(v["id"] for t, v in batch if t is decisions)
             batch, self._in_batch, delay = [], 0, 0.2
             if failing:
                 log.warning("ledger: writes resumed")
                 failing = False
 
-    def _take(self) -> list[dict[str, Any]]:
+    def _take(self) -> list[tuple[sa.Table, dict[str, Any]]]:
         """Up to `BATCH` rows: waits briefly for the first, lets more gather for `GATHER_SECONDS`
         (one transaction for many rows: the writer's Python work shares the GIL with the event
         loop, so fewer, larger writes cost requests less), then takes what is queued."""
@@ -294,7 +380,8 @@ class Ledger:
     def _apply_retention(self) -> None:
         horizon = time.time() - self.settings.ledger.retention_days * 86400
         with self.engine.begin() as conn:
-            conn.execute(decisions.delete().where(decisions.c.created < horizon))
+            for table in (decisions, feedback, verdicts):
+                conn.execute(table.delete().where(table.c.created < horizon))
 
     # --- reading -------------------------------------------------------------------------
 
@@ -319,6 +406,107 @@ class Ledger:
     async def win_rates(self, since: float | None = None) -> list[float]:
         """P(LABEL_0) of every classified request since `since` (for calibration)."""
         return await asyncio.to_thread(self._win_rates, since)
+
+    async def add_feedback(self, row: FeedbackRow) -> bool:
+        """Store a user's score for a request, replacing an earlier one; False when the ledger
+        knows no request of that id (neither written nor waiting to be). Written at once, so
+        that a client is told when its feedback could not be kept."""
+        return await asyncio.to_thread(self._add_feedback, row)
+
+    async def export(self, limit: int = 100, since: float | None = None) -> list[dict[str, Any]]:
+        """`GET /v1/decisions` items: each decision row with its `feedback` and shadow
+        `verdict` (None when it has none), newest first."""
+        return await asyncio.to_thread(self._export, limit, since)
+
+    async def shadow_spend(self, since: float) -> float:
+        """USD spent on shadow judging since `since` (unix seconds), as recorded."""
+        return await asyncio.to_thread(self._shadow_spend, since)
+
+    def _add_feedback(self, row: FeedbackRow) -> bool:
+        self._ensure_schema()
+        known = row.request_id in self._pending
+        with self.engine.begin() as conn:
+            if not known:
+                query = sa.select(decisions.c.id).where(decisions.c.id == row.request_id)
+                known = conn.execute(query).first() is not None
+            if not known:
+                return False
+            conn.execute(feedback.delete().where(feedback.c.request_id == row.request_id))
+            conn.execute(feedback.insert(), [asdict(row)])
+        return True
+
+    def _export(self, limit: int, since: float | None) -> list[dict[str, Any]]:
+        rows = self._decisions(limit, since)
+        ids = [row.id for row in rows]
+        scores: dict[str, dict[str, Any]] = {}
+        judged: dict[str, dict[str, Any]] = {}
+        with self.engine.connect() as conn:
+            for start in range(0, len(ids), 500):  # bounded IN lists
+                chunk = ids[start : start + 500]
+                query = sa.select(feedback).where(feedback.c.request_id.in_(chunk))
+                for item in conn.execute(query):
+                    scores[item.request_id] = {k: getattr(item, k) for k in _FEEDBACK_FIELDS}
+                query = sa.select(verdicts).where(verdicts.c.request_id.in_(chunk))
+                for item in conn.execute(query):
+                    judged[item.request_id] = {k: getattr(item, k) for k in _VERDICT_FIELDS}
+        return [
+            {**row.as_json(), "feedback": scores.get(row.id), "verdict": judged.get(row.id)}
+            for row in rows
+        ]
+
+    def _shadow_spend(self, since: float) -> float:
+        self._ensure_schema()
+        query = sa.select(sa.func.sum(verdicts.c.cost_usd)).where(verdicts.c.created >= since)
+        with self.engine.connect() as conn:
+            return float(conn.execute(query).scalar() or 0.0)
+
+    def _quality(self, since: float | None) -> dict[str, Any]:
+        """The dashboard's quality figures: feedback per model, the reliability diagram of
+        judged requests, the quality kept at the current threshold, and the shadow spend."""
+        c, f, v = decisions.c, feedback.c, verdicts.c
+        per_model = self._select(
+            c.model,
+            sa.func.count(),
+            sa.func.count(f.request_id),
+            sa.func.avg(f.score),
+            since=since,
+        ).select_from(decisions.outerjoin(feedback, feedback.c.request_id == c.id))
+        judged_query = sa.select(v.win_rate, v.verdict).where(v.verdict.is_not(None))
+        spend_query = sa.select(sa.func.count(), sa.func.sum(v.cost_usd), sa.func.count(v.error))
+        if since is not None:
+            judged_query = judged_query.where(v.created >= since)
+            spend_query = spend_query.where(v.created >= since)
+        judged_query = judged_query.order_by(v.created.desc()).limit(DASHBOARD_ROWS)
+        with self.engine.connect() as conn:
+            groups = list(conn.execute(per_model.group_by(c.model)))
+            judged = [(float(w), str(x)) for w, x in conn.execute(judged_query)]
+            attempts, spent, failed = conn.execute(spend_query).one()
+        pairs: list[tuple[float, Verdict]] = [
+            (w, x)  # type: ignore[misc]  # the writer only stores `Verdict` values
+            for w, x in judged
+        ]
+        return {
+            "feedback": {
+                model: {
+                    "requests": n,
+                    "feedback": rated,
+                    "rate": rated / n if n else 0.0,
+                    "mean_score": None if mean is None else float(mean),
+                }
+                for model, n, rated, mean in sorted(groups, key=lambda g: (-g[1], g[0]))
+            },
+            "reliability": reliability(pairs),
+            "kept": quality_kept(pairs, self.settings.threshold),
+            "shadow": {
+                "attempts": attempts,
+                "failed": failed,
+                "judged": len(pairs),
+                "spent_usd": float(spent or 0.0),
+                "daily_budget_usd": self.settings.quality.daily_budget_usd,
+                "share": self.settings.quality.shadow_share,
+                "judge": self.settings.quality.judge,
+            },
+        }
 
     def _select(self, *columns: Any, since: float | None) -> sa.Select[Any]:
         query = sa.select(*columns)
@@ -438,14 +626,17 @@ class Ledger:
             "fallbacks": sum(reasons[r] for r in FALLBACK_REASONS),
             "errors": dict(errors),
             "what_if": what_if(rows, threshold, self._rule_prices()),
+            "quality": self._quality(since),
         }
 
 
-def _to_db(row: DecisionRow) -> dict[str, Any]:
+def _to_db(row: DecisionRow | VerdictRow) -> tuple[sa.Table, dict[str, Any]]:
+    if isinstance(row, VerdictRow):
+        return verdicts, asdict(row)
     out = {name: getattr(row, name) for name in _ROW_FIELDS}
     out["scores"] = dict(row.scores) if row.scores is not None else None
     out["win_rate"] = row.win_rate
-    return out
+    return decisions, out
 
 
 def savings_report(

@@ -27,6 +27,7 @@ __all__ = [
     "ConversationPolicy",
     "LedgerSettings",
     "ModelTarget",
+    "QualitySettings",
     "RouterSpec",
     "Settings",
     "SettingsError",
@@ -93,6 +94,27 @@ class LedgerSettings:
     """Rows older than this are deleted."""
     store_prompts: bool = False
     """`ROUTELLM_LEDGER_PROMPTS=1`: also keep the classified text. Default: never stored."""
+
+
+@dataclass(frozen=True, slots=True)
+class QualitySettings:
+    """Shadow judging (`quality:` in the config file): for a share of routed requests, the
+    model the router did not pick answers too, and a judge model compares the two answers."""
+
+    shadow_share: float = 0.0
+    """Share of routed Chat Completions requests judged; 0 (the default) turns shadowing off."""
+    judge: str | None = None
+    """The model (a name under `models:`) that compares the two answers."""
+    daily_budget_usd: float = 0.0
+    """Estimated USD of shadow and judge calls per UTC day; shadowing stops at it."""
+    concurrency: int = 4
+    """Shadow jobs running at once; a request sampled while all are busy is not judged."""
+    timeout: float = 120.0
+    """Seconds one shadow job (the shadow answer and the judge's verdict) may take."""
+
+    @property
+    def enabled(self) -> bool:
+        return self.shadow_share > 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +216,8 @@ class Settings:
     """Where spans go (`OTEL_TRACES_EXPORTER`, or `otlp` when an OTLP endpoint is set); None:
     tracing is off and costs nothing."""
     """Seconds in-flight requests and streams may take to finish after SIGTERM."""
+    quality: QualitySettings = field(default_factory=QualitySettings)
+    """Shadow judging of routed requests (`quality:` in the config file)."""
 
 
 def load_settings(env: Mapping[str, str], config_path: str | None = None) -> Settings:
@@ -314,6 +338,14 @@ def load_settings(env: Mapping[str, str], config_path: str | None = None) -> Set
         redis_timeout=_positive(env, "ROUTELLM_REDIS_TIMEOUT", 0.05),
         shutdown_grace=_positive(env, "ROUTELLM_SHUTDOWN_GRACE", 30.0),
         tracing=_tracing(env),
+        quality=_quality(
+            doc,
+            where,
+            models,
+            upstreams,
+            (default_router, *named.values()),
+            ledger_enabled=_ledger(env).enabled,
+        ),
     )
 
 
@@ -393,10 +425,11 @@ def _read_yaml(path: str) -> dict[str, Any]:
         raise SettingsError(
             f"{path}: the top level must be a mapping with upstreams/models/routing"
         )
-    unknown = set(doc) - {"upstreams", "models", "routing", "routers"}
+    unknown = set(doc) - {"upstreams", "models", "routing", "routers", "quality"}
     if unknown:
         raise SettingsError(
-            f"{path}: unknown key {sorted(unknown)[0]!r}: use upstreams, models, routing, routers"
+            f"{path}: unknown key {sorted(unknown)[0]!r}: use upstreams, models, routing, "
+            "routers, quality"
         )
     return doc
 
@@ -753,3 +786,82 @@ def _router_models(spec: RouterSpec) -> list[str]:
     """Every model a router can pick."""
     picked = [*(spec.mapping or {}).values(), spec.fallback, *(t.model for t in spec.tiers)]
     return picked + [m for m in (spec.strong, spec.weak) if m]
+
+
+QUALITY_EXAMPLE = "quality: {shadow_share: 0.05, judge: gpt-4o, daily_budget_usd: 1.0}"
+
+
+def _quality(
+    doc: Mapping[str, Any],
+    where: str,
+    models: Mapping[str, ModelTarget],
+    upstreams: Mapping[str, Upstream],
+    routers: tuple[RouterSpec, ...],
+    *,
+    ledger_enabled: bool,
+) -> QualitySettings:
+    """The `quality:` section. With shadowing on, every model it may call (the judge, and the
+    strong and weak model of every win-rate router) needs a price: the daily budget is counted
+    in USD, and an unpriced call could not be counted."""
+    section = _section(doc, "quality", where)
+    if not section:
+        return QualitySettings()
+    key = f"quality {where}".strip()
+    allowed = {"shadow_share", "judge", "daily_budget_usd", "concurrency", "timeout"}
+    unknown = set(section) - allowed
+    if unknown:
+        raise SettingsError(
+            f"{key}: unknown key {sorted(unknown)[0]!r}: use {', '.join(sorted(allowed))}"
+        )
+
+    def number(name: str, default: float, low: float, high: float) -> float:
+        raw = section.get(name, default)
+        ok = isinstance(raw, int | float) and not isinstance(raw, bool)
+        if not ok or not low <= raw <= high:
+            raise SettingsError(
+                f"{key}: {name}={raw!r} must be a number from {low:g} to {high:g}: "
+                f"{QUALITY_EXAMPLE}"
+            )
+        return float(raw)
+
+    share = number("shadow_share", 0.0, 0.0, 1.0)
+    budget = number("daily_budget_usd", 0.0, 0.0, 1e9)
+    concurrency = number("concurrency", 4, 1, 1024)
+    if concurrency != int(concurrency):
+        raise SettingsError(f"{key}: concurrency must be a whole number of jobs, e.g. 4")
+    timeout = number("timeout", 120.0, 0.001, 86400.0)
+    judge = section.get("judge")
+    if judge is not None and (not isinstance(judge, str) or judge not in models):
+        known = ", ".join(sorted(models))
+        raise SettingsError(
+            f"{key}: judge {judge!r} is not a model the gateway serves: name one of "
+            f"`models:` ({known})"
+        )
+    quality = QualitySettings(share, judge, budget, int(concurrency), timeout)
+    if not quality.enabled:
+        return quality
+    if judge is None:
+        raise SettingsError(f"{key}: shadow_share > 0 needs a `judge` model: {QUALITY_EXAMPLE}")
+    if budget <= 0:
+        raise SettingsError(
+            f"{key}: shadow_share > 0 needs a daily_budget_usd above 0: {QUALITY_EXAMPLE}"
+        )
+    if upstreams[models[judge].upstream].kind != "openai":
+        raise SettingsError(
+            f"{key}: judge {judge!r} is served by an anthropic upstream; the judge is asked on "
+            "Chat Completions: name a model of an openai upstream"
+        )
+    if not ledger_enabled:
+        raise SettingsError(
+            f"{key}: shadow verdicts are kept in the decision ledger, which is off "
+            "(ROUTELLM_LEDGER=off): turn the ledger on, or set shadow_share: 0"
+        )
+    needed = [judge] + [m for r in routers for m in (r.strong, r.weak) if m]
+    for name in dict.fromkeys(needed):
+        if models[name].price is None:
+            raise SettingsError(
+                f"{key}: shadow judging counts its spend in USD, but {name!r} has no price: "
+                f"add `price: {{input: ..., output: ...}}` to models.{name} (or "
+                "ROUTELLM_PRICES)"
+            )
+    return quality

@@ -148,6 +148,42 @@ function drawOutcomes(data) {
   rows($("reasons").tBodies[0], items);
 }
 
+function drawReliability(buckets) {
+  const svg = $("reliability");
+  clear(svg);
+  const left = 34, top = 8, size = 180;
+  const x = (v) => left + v * size * 1.7;
+  const y = (v) => top + (1 - v) * size;
+  el("rect", { x: left, y: top, width: size * 1.7, height: size, fill: "none", stroke: "#c9ced8" }, svg);
+  el("line", { x1: x(0), y1: y(0), x2: x(1), y2: y(1), stroke: "#9aa3b2", "stroke-dasharray": "4 3" }, svg);
+  for (const v of [0, 0.5, 1]) {
+    text(svg, x(v), top + size + 14, String(v), "middle");
+    text(svg, left - 4, y(v) + 4, String(v), "end");
+  }
+  text(svg, x(0.5), top + size + 28, "predicted P(LABEL_0)", "middle");
+  for (const b of buckets) {
+    if (!b.judged) continue;
+    const [lo, hi] = b.interval;
+    el("line", { x1: x(b.predicted), x2: x(b.predicted), y1: y(lo), y2: y(hi), stroke: "#1565c0" }, svg);
+    const dot = el("circle", { class: "judged", cx: x(b.predicted), cy: y(b.judged_win_rate), r: 3 + Math.min(b.judged, 30) / 6, fill: "#1565c0" }, svg);
+    el("title", {}, dot).textContent = `${b.low.toFixed(1)}–${b.high.toFixed(1)}: ${b.judged} judged, strong won ${b.strong}, tie ${b.tie}, weak won ${b.weak}; predicted ${pct(b.predicted)}, judged ${pct(b.judged_win_rate)}`;
+  }
+}
+
+function drawQuality(quality) {
+  drawReliability(quality.reliability);
+  const kept = quality.kept;
+  $("kept").textContent = pct(kept.kept);
+  $("kept-interval").textContent = kept.interval ? `${pct(kept.interval[0])} – ${pct(kept.interval[1])}` : "–";
+  $("judged").textContent = String(kept.judged);
+  const shadow = quality.shadow;
+  $("shadow-spend").textContent = `${usd(shadow.spent_usd)} (cap ${usd(shadow.daily_budget_usd)} a day)`;
+  $("shadow-failed").textContent = `${shadow.failed} of ${shadow.attempts}`;
+  rows($("feedback").tBodies[0], Object.entries(quality.feedback).map(([model, f]) => [
+    model, String(f.requests), String(f.feedback), pct(f.rate), f.mean_score === null ? "–" : f.mean_score.toFixed(2),
+  ]));
+}
+
 function showWhatIf(w) {
   $("whatif-threshold").textContent = w.threshold.toFixed(2);
   $("whatif-strong-share").textContent = pct(w.strong_share);
@@ -194,6 +230,7 @@ async function load() {
     drawLatency(data.latency_ms);
     drawOutcomes(data);
     showWhatIf(data.what_if);
+    drawQuality(data.quality);
     setStatus(`Updated ${new Date(data.until * 1000).toLocaleTimeString()} · ${s.requests} requests`);
   } catch (err) {
     setStatus(err.message, true);

@@ -24,6 +24,10 @@ entry, up to a first ':'), so one server plays every part; answers name the whol
     huge-body     a non-streamed answer of about 2 MiB
     slow-stream   the normal stream, one chunk every SLOW_STREAM_GAP seconds (a long answer
                   in flight, for the shutdown drain)
+    judge         a shadow judge (`gateway.shadow`'s prompt): the verdict is scripted by a
+                  `verdict=strong|tie|weak` written in the judged question (tie without one);
+                  it finds which of answers A and B is the strong model's (the one whose text
+                  holds "strong") and answers [[A]], [[B]] or [[C]] accordingly
 
 It records every request (`history`), counts requests opened and finished (`open_streams`,
 `closed_streams`), and `cancelled`: requests whose connection the gateway closed before the
@@ -35,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -108,6 +113,11 @@ class FakeUpstream:
         if behaviour == "slow-first":
             await asyncio.sleep(1.5)
         answer, stream_frames = APIS.get(path, APIS["/v1/chat/completions"])
+        if behaviour == "judge":
+            judged = answer(model)
+            judged["choices"][0]["message"]["content"] = _judge(body)
+            await _respond(send, 200, json.dumps(judged).encode(), [])
+            return
         if behaviour == "huge-body" and not body.get("stream"):
             huge = answer(model)
             huge["choices"][0]["message"]["content"] = "x" * 2 * 1024 * 1024
@@ -158,6 +168,23 @@ class FakeUpstream:
                     raise ConnectionResetError("fake upstream cut the stream")
                 await _body(send, out)
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+JUDGED = re.compile(r"verdict=(strong|tie|weak)")
+ANSWER_A = re.compile(r"\[The Start of Assistant A's Answer\]\n(.*?)\n\[The End", re.S)
+
+
+def _judge(body: dict[str, Any]) -> str:
+    """A scripted judge: the verdict written in the question, told in the order it was shown."""
+    prompt = body["messages"][-1]["content"]
+    question = prompt.split("[The Start of Assistant A's Answer]")[0]
+    found = JUDGED.search(question)
+    verdict = found.group(1) if found else "tie"
+    first = ANSWER_A.search(prompt)
+    strong_first = first is not None and "strong" in first.group(1)
+    strong_mark, weak_mark = ("A", "B") if strong_first else ("B", "A")
+    mark = {"strong": strong_mark, "weak": weak_mark, "tie": "C"}[verdict]
+    return f"Both answers greet the user.\n[[{mark}]]"
 
 
 async def _respond(
