@@ -3,8 +3,6 @@ match the ledger, and the threshold slider's what-if changes as the ledger says 
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,27 +14,9 @@ from playwright.sync_api import Page, sync_playwright
 from classifier.local import LocalClassifier
 from gateway.app import create_app
 from gateway.settings import Settings
+from tests.gateway.browser import ARGS, CHROMIUM, PROXY_VARIABLES, keep_screenshot, pct, usd
 from tests.gateway.rows import PRICES_ENV, known_mix, row
 from tests.servers import serve
-
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-
-def usd(x: float) -> str:
-    return f"${x:.4f}"
-
-
-def pct(x: float) -> str:
-    return f"{x * 100:.1f}%"
 
 
 def set_slider(page: Page, value: float) -> None:
@@ -129,15 +109,11 @@ def test_dashboard_shows_the_ledger_and_the_what_if_follows_the_slider(
             shot = tmp_path / "dashboard.png"
             page.screenshot(path=str(shot), full_page=True)
             browser.close()
-    assert shot.stat().st_size > 10_000
-    artifacts = os.environ.get("ROUTELLM_ARTIFACTS")
-    if artifacts:
-        Path(artifacts).mkdir(parents=True, exist_ok=True)
-        shutil.copy(shot, Path(artifacts) / "dashboard.png")
+    keep_screenshot(shot, "dashboard.png")
 
 
 @pytest.fixture(autouse=True)
 def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
     """Chromium and httpx talk to 127.0.0.1 only: no proxy from the environment."""
-    for var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
+    for var in PROXY_VARIABLES:
         monkeypatch.delenv(var, raising=False)

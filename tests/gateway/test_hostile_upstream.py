@@ -5,7 +5,6 @@ client gets the API's error (or the fallback model's answer, before the first by
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
@@ -14,6 +13,7 @@ import httpx
 import pytest
 
 from tests.gateway.fake_upstream import FakeUpstream
+from tests.servers import wait_for
 
 Gateway = Callable[..., AbstractContextManager[str]]
 Upstream = tuple[FakeUpstream, str]
@@ -28,15 +28,6 @@ LIMITS = {
 def post(url: str, model: str, *, stream: bool) -> httpx.Response:
     body = {"model": model, "messages": HI, "stream": stream}
     return httpx.post(f"{url}/v1/chat/completions", json=body, timeout=30)
-
-
-def wait_for(condition: Callable[[], bool], seconds: float = 2.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return condition()
 
 
 def last_event(response: httpx.Response) -> dict[str, Any]:

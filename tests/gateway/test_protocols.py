@@ -6,7 +6,6 @@ each API's own shape, and `previous_response_id` reaching the upstream that made
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -22,7 +21,7 @@ from classifier.base import Scores
 from gateway.app import create_app
 from gateway.settings import load_settings
 from tests.gateway.fake_upstream import FakeUpstream
-from tests.servers import serve
+from tests.servers import serve, wait_for
 
 Upstream = tuple[FakeUpstream, str]
 Gateway = Callable[..., AbstractContextManager[str]]
@@ -333,7 +332,7 @@ def test_client_disconnect_mid_stream_closes_the_upstream(
         assert response.status_code == 200
         assert response.headers["x-routellm-model"] == model
         next(response.iter_bytes())
-    assert _wait(lambda: fake.cancelled == before + 1)
+    assert wait_for(lambda: fake.cancelled == before + 1)
 
 
 @pytest.mark.parametrize(
@@ -386,12 +385,3 @@ def test_passthrough_embeddings_and_completions(
     assert "".join(c.choices[0].text for c in chunks) == "Hello from embed!"
     assert routed.status_code == 400
     assert routed.json()["error"]["code"] == "invalid_model"
-
-
-def _wait(condition: Callable[[], bool], seconds: float = 2.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return condition()

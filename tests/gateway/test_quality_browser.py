@@ -5,8 +5,6 @@ the quality kept with its interval, the shadow spend and the feedback table matc
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,8 +18,8 @@ from gateway.app import create_app
 from gateway.ledger import FeedbackRow, VerdictRow
 from gateway.quality import Verdict
 from gateway.settings import Settings
+from tests.gateway.browser import ARGS, CHROMIUM, PROXY_VARIABLES, keep_screenshot, pct, usd
 from tests.gateway.rows import PRICES_ENV, row
-from tests.gateway.test_dashboard_browser import ARGS, CHROMIUM, pct, usd
 from tests.servers import serve
 
 
@@ -98,15 +96,11 @@ def test_quality_panels_show_the_ledger(
             shot = tmp_path / "quality.png"
             page.screenshot(path=str(shot), full_page=True)
             browser.close()
-    assert shot.stat().st_size > 10_000
-    artifacts = os.environ.get("ROUTELLM_ARTIFACTS")
-    if artifacts:
-        Path(artifacts).mkdir(parents=True, exist_ok=True)
-        shutil.copy(shot, Path(artifacts) / "dashboard-quality.png")
+    keep_screenshot(shot, "dashboard-quality.png")
 
 
 @pytest.fixture(autouse=True)
 def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
     """Chromium and httpx talk to 127.0.0.1 only: no proxy from the environment."""
-    for var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
+    for var in PROXY_VARIABLES:
         monkeypatch.delenv(var, raising=False)

@@ -20,7 +20,7 @@ import pytest
 from gateway.app import create_app
 from gateway.settings import Settings
 from tests.gateway.fake_upstream import FakeUpstream
-from tests.servers import serve
+from tests.servers import serve, wait_for
 
 Gateway = Callable[..., AbstractContextManager[str]]
 HI = [{"role": "user", "content": "hello there"}]
@@ -32,15 +32,6 @@ def post(
 ) -> httpx.Response:
     body = {"model": model, "messages": HI, "stream": stream}
     return httpx.post(f"{url}/v1/chat/completions", json=body, timeout=timeout, **kw)
-
-
-def wait_for(condition: Callable[[], bool], seconds: float = 1.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return condition()
 
 
 @pytest.mark.parametrize(

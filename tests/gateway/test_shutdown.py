@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import json
 import signal
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -17,7 +16,7 @@ import pytest
 from tests.classifier.fake_servers import FakeRemote
 from tests.gateway.fake_upstream import FakeUpstream
 from tests.processes import Process
-from tests.servers import serve
+from tests.servers import serve, wait_for
 
 Upstream = tuple[FakeUpstream, str]
 HI = [{"role": "user", "content": "hello there"}]
@@ -37,15 +36,6 @@ def gateway_env(config_file: Path, remote_classifier: str) -> dict[str, str]:
         "FAKE_UPSTREAM_KEY": "upstream-secret",
         "ROUTELLM_BERT_URL": remote_classifier,
     }
-
-
-def wait_for(condition: Callable[[], bool], seconds: float = 10.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def stream_events(url: str) -> Iterator[str]:
@@ -69,7 +59,7 @@ def test_sigterm_drains_a_stream_in_flight_and_exits_0(gateway_env: dict[str, st
         def draining() -> bool:
             return httpx.get(f"{gateway.url}/health").status_code == 503
 
-        assert wait_for(draining)
+        assert wait_for(draining, 10)
         health = httpx.get(f"{gateway.url}/health").json()
         assert health["status"] == "draining"
         client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="-", max_retries=0)
@@ -103,7 +93,7 @@ def test_after_the_grace_a_stream_is_cut_with_an_error_event(
     assert error["code"] == "shutting_down"
     assert error["type"] == "server_error"
     assert "ROUTELLM_SHUTDOWN_GRACE" in error["message"]
-    assert wait_for(lambda: fake.cancelled == cancelled + 1)  # the upstream request was closed
+    assert wait_for(lambda: fake.cancelled == cancelled + 1, 10)  # the upstream request was closed
 
 
 def test_an_idle_gateway_exits_0_at_once(gateway_env: dict[str, str]) -> None:
