@@ -122,8 +122,8 @@ class Gateway:
         )
         self._writes: set[asyncio.Task[None]] = set()
         self.drain = drain or Drain(settings.shutdown_grace)
-        self.tracing = tracing or Tracing(None)
         """Streams still running when the shutdown grace ends are cut (`gateway.shutdown`)."""
+        self.tracing = tracing or Tracing(None)
         self.shadow = shadow
         """Judges a share of routed answers in the background (`quality:`); None: off."""
 
@@ -269,7 +269,7 @@ class Gateway:
         return Answer(opened.decision, 200, headers, "text/event-stream", frames=relay)
 
     def _done(self, exchange: Exchange, status: int) -> None:
-        """Account for one finished request: its cost, metrics, ledger row and log line."""
+        """Account for one finished request: its cost, metrics, ledger row, span and log line."""
         decision = exchange.decision
         model = decision.model if decision else "-"
         reason = decision.reason if decision else "-"
@@ -283,59 +283,33 @@ class Gateway:
         self.telemetry.request_done(
             model, reason, status, usage=usage, cost=spent, baseline_cost=would_have
         )
-        total_ms = exchange.elapsed_ms()
+        row = exchange.row(model, reason, status, spent, would_have)
         if self.ledger is not None:
-            self.ledger.record(
-                DecisionRow(
-                    id=exchange.id,
-                    created=exchange.created,
-                    requested=exchange.call.model,
-                    model=model,
-                    reason=reason,
-                    status=status,
-                    stream=exchange.call.stream,
-                    label=decision.label if decision else None,
-                    score=decision.score if decision else None,
-                    scores=decision.scores if decision else None,
-                    threshold=decision.threshold if decision else None,
-                    input_tokens=usage.input_tokens if usage else None,
-                    output_tokens=usage.output_tokens if usage else None,
-                    cached_input_tokens=usage.cached_input_tokens if usage else None,
-                    cost_usd=spent,
-                    baseline_cost_usd=would_have,
-                    classify_ms=exchange.classify_ms,
-                    first_byte_ms=exchange.first_byte_ms,
-                    total_ms=total_ms,
-                    conversation=exchange.conversation,
-                    endpoint=exchange.provider.name,
-                    prompt=exchange.call.text or None,
-                )
-            )
+            self.ledger.record(row)
         if self.shadow is not None and decision is not None and status < 300:
             self._offer_shadow(exchange, decision)
-        timings = {
-            name: value
-            for name, value in (
-                ("classify_ms", exchange.classify_ms),
-                ("first_byte_ms", exchange.first_byte_ms),
-            )
-            if value is not None
-        }
         self.tracing.finish(exchange.span, decision, usage, status)
         log_request(
             self.settings.log_format,
             {
                 "event": exchange.provider.name,
-                "request_id": exchange.id,
-                "requested": exchange.call.model,
+                "request_id": row.id,
+                "requested": row.requested,
                 "model": model,
                 "reason": reason,
-                "label": decision.label if decision else None,
-                "score": decision.score if decision else None,
+                "label": row.label,
+                "score": row.score,
                 "status": status,
-                "stream": exchange.call.stream,
-                **timings,
-                "total_ms": total_ms,
+                "stream": row.stream,
+                **{
+                    name: value
+                    for name, value in (
+                        ("classify_ms", row.classify_ms),
+                        ("first_byte_ms", row.first_byte_ms),
+                    )
+                    if value is not None
+                },
+                "total_ms": row.total_ms,
             },
         )
 
@@ -379,6 +353,41 @@ class Exchange:
 
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000
+
+    def row(
+        self,
+        model: str,
+        reason: str,
+        status: int,
+        spent: float | None,
+        would_have: float | None,
+    ) -> DecisionRow:
+        """The ledger's row for this request, once it is finished."""
+        decision, usage = self.decision, self.usage
+        return DecisionRow(
+            id=self.id,
+            created=self.created,
+            requested=self.call.model,
+            model=model,
+            reason=reason,
+            status=status,
+            stream=self.call.stream,
+            label=decision.label if decision else None,
+            score=decision.score if decision else None,
+            scores=decision.scores if decision else None,
+            threshold=decision.threshold if decision else None,
+            input_tokens=usage.input_tokens if usage else None,
+            output_tokens=usage.output_tokens if usage else None,
+            cached_input_tokens=usage.cached_input_tokens if usage else None,
+            cost_usd=spent,
+            baseline_cost_usd=would_have,
+            classify_ms=self.classify_ms,
+            first_byte_ms=self.first_byte_ms,
+            total_ms=self.elapsed_ms(),
+            conversation=self.conversation,
+            endpoint=self.provider.name,
+            prompt=self.call.text or None,
+        )
 
     def headers(self) -> dict[str, str]:
         decided = self.decision.headers() if self.decision else {}
