@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import queue
 import threading
@@ -95,7 +96,9 @@ class MicroBatcher:
         self._batch_size = batch_size
         self._max_wait_s = max(max_wait_ms, 0.0) / 1000.0
         self._cache_size = max(cache_size, 0)
-        self._cache: OrderedDict[str, Scores] = OrderedDict()
+        self._cache: OrderedDict[bytes, Scores] = OrderedDict()
+        """Keyed by a digest of the text, so a full cache holds `cache_size` small entries
+        whatever the texts' length (a client's long texts cannot grow it)."""
         self._lock = threading.Lock()
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._closed = False
@@ -144,16 +147,18 @@ class MicroBatcher:
     # --- cache (call with self._lock held) ---
 
     def _cache_get(self, text: str) -> Scores | None:
-        scores = self._cache.get(text)
+        key = _digest(text)
+        scores = self._cache.get(key)
         if scores is not None:
-            self._cache.move_to_end(text)
+            self._cache.move_to_end(key)
         return scores
 
     def _cache_put(self, text: str, scores: Scores) -> None:
         if self._cache_size == 0:
             return
-        self._cache[text] = scores
-        self._cache.move_to_end(text)
+        key = _digest(text)
+        self._cache[key] = scores
+        self._cache.move_to_end(key)
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
 
@@ -285,6 +290,10 @@ def _groups(
         groups.append([texts[i]])
         head = size
     return groups
+
+
+def _digest(text: str) -> bytes:
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
 def _resolve(items: list[_Item], scores: Scores) -> None:

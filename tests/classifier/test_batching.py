@@ -180,6 +180,22 @@ async def test_cache_is_lru_bounded() -> None:
         await batcher.aclose()
 
 
+async def test_a_full_cache_holds_digests_not_texts() -> None:
+    predict = SlowPredict(delay=0)
+    batcher = MicroBatcher(predict, batch_size=4, max_wait_ms=0, cache_size=8)
+    long_texts = [f"{i} " + "x" * 100_000 for i in range(8)]
+    try:
+        for text in long_texts:
+            await batcher.submit([text])
+        before = len(predict.calls)
+        assert await batcher.submit(long_texts[:1]) == [fake_scores(long_texts[0])]
+        assert len(predict.calls) == before  # answered from the cache
+        held = sum(len(key) for key in batcher._cache)
+    finally:
+        await batcher.aclose()
+    assert held == 8 * 16  # 16-byte digests, whatever the texts' length
+
+
 async def test_closed_batcher_refuses() -> None:
     batcher = MicroBatcher(SlowPredict(delay=0))
     await batcher.aclose()
