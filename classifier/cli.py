@@ -2,7 +2,8 @@
 
     routellm-classifier [--host 127.0.0.1] [--port 8800] [--model ID_OR_DIR]
 
-Settings come from the environment (see `classifier.settings`); `--model` overrides
+Settings come from the environment (see `classifier.settings` and
+`classifier.service_settings`); `--model` overrides
 `ROUTELLM_BERT_MODEL`. An invalid setting prints one line to stderr and exits with status 2.
 """
 
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import sys
 from collections.abc import Sequence
 
@@ -29,10 +29,11 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse arguments and settings, then serve until interrupted. Returns the exit status."""
     args = _parser().parse_args(argv)
-    from classifier.settings import ClassifierSettings, SettingsError
+    from classifier.service_settings import from_environment
+    from classifier.settings import SettingsError
 
     try:
-        settings = ClassifierSettings.from_env(os.environ)
+        settings, service = from_environment()
     except SettingsError as exc:
         print(f"routellm-classifier: {exc}", file=sys.stderr)
         return 2
@@ -45,10 +46,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from gateway.logs import configure_logging, logging_config
 
     # One log format for the whole distribution: the service shares the gateway's formatters.
-    configure_logging(settings.log_format)
+    configure_logging(service.log_format)
     uvicorn.run(
-        create_app(settings),
-        log_config=logging_config(settings.log_format),
+        create_app(settings, service),
+        log_config=logging_config(service.log_format),
         host=args.host,
         port=args.port,
         loop="uvloop" if sys.platform != "win32" else "auto",

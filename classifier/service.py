@@ -1,7 +1,7 @@
 """The classifier HTTP service (the seed's `bert_service`), as a Litestar app.
 
     uvicorn classifier.service:create_app --factory          # settings from the environment
-    create_app(settings, classifier=FakeClassifier())         # tests inject a classifier
+    create_app(settings, service, classifier=FakeClassifier())  # tests inject a classifier
 
 Routes: `POST /predict` and `POST /v1/classifications` (seed/HF shape), `POST /classify` (vLLM
 shape), `GET /health`. The model loads in the background on a worker thread, so the server
@@ -17,7 +17,6 @@ import contextlib
 import hmac
 import json
 import logging
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -36,16 +35,23 @@ from classifier.formats import (
     render_classify,
     render_predict,
 )
+from classifier.service_settings import ServiceSettings, from_environment
 from classifier.settings import ClassifierSettings
 
 logger = logging.getLogger(__name__)
 
 
 class ServiceState:
-    """The service's one classifier, loaded in the background unless injected."""
+    """The service's one classifier, loaded in the background unless injected, and its limits."""
 
-    def __init__(self, settings: ClassifierSettings, classifier: Classifier | None) -> None:
+    def __init__(
+        self,
+        settings: ClassifierSettings,
+        service_settings: ServiceSettings,
+        classifier: Classifier | None,
+    ) -> None:
         self.settings = settings
+        self.service_settings = service_settings
         self.classifier = classifier
         self.error: str | None = None
 
@@ -96,7 +102,7 @@ class RequestError(Exception):
 
 def require_api_key(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
     """Refuse requests without `Authorization: Bearer <ROUTELLM_CLASSIFIER_API_KEY>`."""
-    expected = connection.app.state.service.settings.api_key
+    expected = connection.app.state.service.service_settings.api_key
     if expected is None:
         return
     scheme, _sep, key = connection.headers.get("authorization", "").partition(" ")
@@ -130,7 +136,7 @@ async def predict(request: Request[Any, Any, Any]) -> Response[Any]:
     """Seed / Hugging Face shape: every label with its score, highest first."""
     service = _service(request)
     parsed = parse_predict_request(
-        await _json_body(request), max_inputs=service.settings.max_inputs
+        await _json_body(request), max_inputs=service.service_settings.max_inputs
     )
     scores = await service.ready().classify(parsed.texts)
     return Response(render_predict(scores, batch=parsed.batch))
@@ -141,7 +147,7 @@ async def classify(request: Request[Any, Any, Any]) -> Response[Any]:
     """vLLM `/classify` shape: probabilities in label order."""
     service = _service(request)
     parsed = parse_classify_request(
-        await _json_body(request), max_inputs=service.settings.max_inputs
+        await _json_body(request), max_inputs=service.service_settings.max_inputs
     )
     classifier = service.ready()
     scores = await classifier.classify(parsed.texts)
@@ -210,7 +216,7 @@ def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response
     )
     message = exc.detail
     if status == 413:
-        limit = _service(request).settings.max_body_bytes
+        limit = _service(request).service_settings.max_body_bytes
         message = f"the request body is larger than {limit} bytes: send fewer or shorter texts"
     elif status == 404:
         message = f"no route {request.url.path}: use POST /predict, /v1/classifications, /classify"
@@ -234,19 +240,25 @@ def _unexpected_error(request: Request[Any, Any, Any], exc: Exception) -> Respon
 
 
 def create_app(
-    settings: ClassifierSettings | None = None, *, classifier: Classifier | None = None
+    settings: ClassifierSettings | None = None,
+    service: ServiceSettings | None = None,
+    *,
+    classifier: Classifier | None = None,
 ) -> Litestar:
-    """Build the service. Without `settings`, read them from `os.environ` (the `--factory` path).
+    """Build the service from the classifier's `settings` and the service's own (default: none).
 
-    Without `classifier`, the lifespan loads `LocalClassifier` in the background and closes it at
-    shutdown; an injected classifier is used as is (and also closed at shutdown)."""
+    Without `settings`, both come from the environment (the `--factory` path), except a `service`
+    given. Without `classifier`, the lifespan loads `LocalClassifier` in the background and closes
+    it at shutdown; an injected classifier is used as is (and also closed at shutdown)."""
     if settings is None:
-        settings = ClassifierSettings.from_env(os.environ)
-    service = ServiceState(settings, classifier)
+        settings, env_service = from_environment()
+        service = service or env_service
+    service = service or ServiceSettings()
+    state = ServiceState(settings, service, classifier)
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
-        loading = None if service.classifier is not None else asyncio.create_task(service.load())
+        loading = None if state.classifier is not None else asyncio.create_task(state.load())
         try:
             yield
         finally:
@@ -256,13 +268,13 @@ def create_app(
                 loading.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await loading
-            if service.classifier is not None:
-                await service.classifier.aclose()
+            if state.classifier is not None:
+                await state.classifier.aclose()
 
     app = Litestar(
         route_handlers=[predict, classify, health],
         lifespan=[lifespan],
-        request_max_body_size=settings.max_body_bytes,
+        request_max_body_size=service.max_body_bytes,
         exception_handlers={
             InputError: _input_error,
             ClassifierError: _classifier_error,
@@ -270,5 +282,5 @@ def create_app(
             Exception: _unexpected_error,
         },
     )
-    app.state.service = service
+    app.state.service = state
     return app

@@ -1,8 +1,10 @@
 """Classifier settings, parsed and validated once from the environment.
 
-`ClassifierSettings.from_env(os.environ)` is the only way settings are read; nothing else in
-`classifier/` looks at `os.environ`. An invalid value raises `SettingsError` whose message is one
-line naming the variable and the fix, so the CLI can print it and exit.
+`ClassifierSettings.from_env(env)` is the only way they are read. They hold what loading or calling
+a classifier needs, in-process or remote, so the gateway and the classifier service both use them;
+the service's own settings are `classifier.service_settings.ServiceSettings`, whose module is the
+one place in `classifier/` that reads `os.environ`. An invalid value raises `SettingsError` whose
+message is one line naming the variable and the fix, so the CLI can print it and exit.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ DEFAULT_MODEL = "routellm/bert_gpt4_augmented"
 _DTYPES: tuple[DtypeSetting, ...] = ("auto", "float32", "bfloat16", "int8")
 _DEVICES: tuple[Device, ...] = ("auto", "cpu", "cuda")
 _RUNTIMES: tuple[Runtime, ...] = ("auto", "torch", "onnxruntime")
-_Getter = Callable[[str], "str | None"]
+Getter = Callable[[str], "str | None"]
+"""Reads one variable: its value stripped, or None when unset or empty."""
 
 
 class SettingsError(ValueError):
@@ -30,7 +33,7 @@ class SettingsError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class ClassifierSettings:
-    """Everything the in-process classifier, the remote client and the service need."""
+    """What the in-process classifier (model, runtime, batching) and the remote client need."""
 
     model: str = DEFAULT_MODEL
     """`ROUTELLM_BERT_MODEL`: hub id or local directory of the sequence classifier."""
@@ -63,27 +66,15 @@ class ClassifierSettings:
     """`ROUTELLM_BERT_MAX_WAIT_MS`: how long the batcher waits for more texts to join a batch."""
     cache_size: int = 4096
     """`ROUTELLM_BERT_CACHE_SIZE`: LRU entries of text -> scores; 0 disables the cache."""
-    api_key: str | None = None
-    """`ROUTELLM_CLASSIFIER_API_KEY`: when set, the service requires `Authorization: Bearer`."""
-    max_inputs: int = 64
-    """`ROUTELLM_CLASSIFIER_MAX_INPUTS`: most texts the service accepts in one request."""
-    max_body_bytes: int = 1024 * 1024
-    """`ROUTELLM_CLASSIFIER_MAX_BODY_BYTES`: largest request body the service reads (413 above)."""
     url: str | None = None
     """`ROUTELLM_BERT_URL`: remote classifier endpoint; when set no model is loaded in-process."""
     timeout: float = 2.0
     """`ROUTELLM_BERT_TIMEOUT`: seconds to wait for the remote classifier, per call."""
-    log_format: Literal["text", "json"] = "text"
-    """`ROUTELLM_LOG_FORMAT`: the service's log lines for people (text) or shippers (json)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ClassifierSettings:
         """Parse settings from `env` (the CLI passes `os.environ`). Empty values count as unset."""
-
-        def get(name: str) -> str | None:
-            value = env.get(name, "").strip()
-            return value or None
-
+        get = getter(env)
         dtype = get("ROUTELLM_BERT_DTYPE") or "float32"
         if dtype not in _DTYPES:
             raise SettingsError(
@@ -115,11 +106,6 @@ class ClassifierSettings:
         url = get("ROUTELLM_BERT_URL")
         if url is not None:
             _check_url(url)
-        log_format = (get("ROUTELLM_LOG_FORMAT") or "text").lower()
-        if log_format not in ("text", "json"):
-            raise SettingsError(
-                f"ROUTELLM_LOG_FORMAT={log_format!r} is not supported: use text or json"
-            )
         return cls(
             model=get("ROUTELLM_BERT_MODEL") or DEFAULT_MODEL,
             token=get("HF_AUTH_TOKEN") or get("HF_TOKEN"),
@@ -127,20 +113,14 @@ class ClassifierSettings:
             device=device,  # type: ignore[arg-type]
             runtime=runtime,  # type: ignore[arg-type]  # checked against _RUNTIMES above
             onnx_cache_dir=get("ROUTELLM_BERT_CACHE_DIR"),
-            threads=_int(get, "ROUTELLM_BERT_THREADS", 0, minimum=1) or None,
-            max_length=_int(get, "ROUTELLM_BERT_MAX_LENGTH", 512, minimum=8),
-            max_chars=_int(get, "ROUTELLM_BERT_MAX_CHARS", 131_072, minimum=1024),
-            batch_size=_int(get, "ROUTELLM_BERT_BATCH_SIZE", 16, minimum=1),
-            max_wait_ms=_float(get, "ROUTELLM_BERT_MAX_WAIT_MS", 2.0, minimum=0.0),
-            cache_size=_int(get, "ROUTELLM_BERT_CACHE_SIZE", 4096, minimum=0),
-            api_key=get("ROUTELLM_CLASSIFIER_API_KEY"),
-            max_inputs=_int(get, "ROUTELLM_CLASSIFIER_MAX_INPUTS", 64, minimum=1),
-            max_body_bytes=_int(
-                get, "ROUTELLM_CLASSIFIER_MAX_BODY_BYTES", 1024 * 1024, minimum=1024
-            ),
+            threads=int_setting(get, "ROUTELLM_BERT_THREADS", 0, minimum=1) or None,
+            max_length=int_setting(get, "ROUTELLM_BERT_MAX_LENGTH", 512, minimum=8),
+            max_chars=int_setting(get, "ROUTELLM_BERT_MAX_CHARS", 131_072, minimum=1024),
+            batch_size=int_setting(get, "ROUTELLM_BERT_BATCH_SIZE", 16, minimum=1),
+            max_wait_ms=float_setting(get, "ROUTELLM_BERT_MAX_WAIT_MS", 2.0, minimum=0.0),
+            cache_size=int_setting(get, "ROUTELLM_BERT_CACHE_SIZE", 4096, minimum=0),
             url=url,
-            timeout=_float(get, "ROUTELLM_BERT_TIMEOUT", 2.0, minimum=0.001),
-            log_format=log_format,  # type: ignore[arg-type]  # checked just above
+            timeout=float_setting(get, "ROUTELLM_BERT_TIMEOUT", 2.0, minimum=0.001),
         )
 
 
@@ -153,7 +133,18 @@ def _check_url(url: str) -> None:
         )
 
 
-def _int(get: _Getter, name: str, default: int, *, minimum: int) -> int:
+def getter(env: Mapping[str, str]) -> Getter:
+    """A `Getter` over `env`: empty values count as unset."""
+
+    def get(name: str) -> str | None:
+        value = env.get(name, "").strip()
+        return value or None
+
+    return get
+
+
+def int_setting(get: Getter, name: str, default: int, *, minimum: int) -> int:
+    """Variable `name` as a whole number >= `minimum` (else `SettingsError`), or `default`."""
     raw = get(name)
     if raw is None:
         return default
@@ -166,7 +157,8 @@ def _int(get: _Getter, name: str, default: int, *, minimum: int) -> int:
     return value
 
 
-def _float(get: _Getter, name: str, default: float, *, minimum: float) -> float:
+def float_setting(get: Getter, name: str, default: float, *, minimum: float) -> float:
+    """Variable `name` as a finite number >= `minimum` (else `SettingsError`), or `default`."""
     raw = get(name)
     if raw is None:
         return default

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from classifier.base import ClassifierError, Scores
+from classifier.service_settings import ServiceSettings
 from classifier.settings import ClassifierSettings
 
 LABELS = ("LABEL_0", "LABEL_1", "LABEL_2")
@@ -59,4 +60,10 @@ def checkpoint(checkpoint_factory: Callable[[int | None], Path]) -> Path:
 
 @pytest.fixture
 def settings(checkpoint: Path) -> ClassifierSettings:
-    return ClassifierSettings(model=str(checkpoint), max_inputs=8, max_body_bytes=4096)
+    return ClassifierSettings(model=str(checkpoint))
+
+
+@pytest.fixture
+def service_settings() -> ServiceSettings:
+    """Small limits, so the service's 400 and 413 are easy to reach."""
+    return ServiceSettings(max_inputs=8, max_body_bytes=4096)

@@ -33,5 +33,5 @@ def test_create_app_without_settings_reads_the_environment(monkeypatch: pytest.M
     monkeypatch.setenv("ROUTELLM_BERT_MODEL", "/models/from-env")
     monkeypatch.setenv("ROUTELLM_CLASSIFIER_API_KEY", "sk-env")
     app = create_app()
-    settings = app.state.service.settings
-    assert (settings.model, settings.api_key) == ("/models/from-env", "sk-env")
+    state = app.state.service
+    assert (state.settings.model, state.service_settings.api_key) == ("/models/from-env", "sk-env")

@@ -16,6 +16,7 @@ from classifier.base import ClassifierError
 from classifier.local import LocalClassifier
 from classifier.remote import RemoteClassifier
 from classifier.service import create_app
+from classifier.service_settings import ServiceSettings
 from classifier.settings import ClassifierSettings
 from tests.classifier.conftest import FakeClassifier, fake_scores
 from tests.servers import serve as loopback
@@ -25,8 +26,9 @@ Client = AsyncTestClient[Any]
 
 @pytest.fixture
 async def client(fake: FakeClassifier) -> AsyncIterator[Client]:
-    settings = ClassifierSettings(model="fake-model", max_inputs=4, max_body_bytes=2048)
-    async with AsyncTestClient(create_app(settings, classifier=fake)) as c:
+    settings = ClassifierSettings(model="fake-model")
+    service = ServiceSettings(max_inputs=4, max_body_bytes=2048)
+    async with AsyncTestClient(create_app(settings, service, classifier=fake)) as c:
         yield c
 
 
@@ -128,8 +130,9 @@ async def test_classifier_failure_is_503(client: Client, fake: FakeClassifier) -
 
 
 async def test_api_key(fake: FakeClassifier) -> None:
-    settings = ClassifierSettings(model="fake-model", api_key="sk-right")
-    async with AsyncTestClient(create_app(settings, classifier=fake)) as c:
+    settings = ClassifierSettings(model="fake-model")
+    service = ServiceSettings(api_key="sk-right")
+    async with AsyncTestClient(create_app(settings, service, classifier=fake)) as c:
         body = {"inputs": "x"}
         assert_error(await c.post("/predict", json=body), 401, "API key")
         wrong = {"Authorization": "Bearer sk-wrong"}
@@ -145,7 +148,9 @@ async def test_api_key(fake: FakeClassifier) -> None:
 
 
 async def test_health_before_and_after_load(
-    settings: ClassifierSettings, monkeypatch: pytest.MonkeyPatch
+    settings: ClassifierSettings,
+    service_settings: ServiceSettings,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The model loads in the background: 503 with a reason until it is warmed up."""
     gate = threading.Event()
@@ -156,7 +161,7 @@ async def test_health_before_and_after_load(
         return real_load(s)
 
     monkeypatch.setattr(LocalClassifier, "load", gated_load)
-    async with AsyncTestClient(create_app(settings)) as c:
+    async with AsyncTestClient(create_app(settings, service_settings)) as c:
         before = await c.get("/health")
         assert before.status_code == 503
         assert before.json()["status"] == "loading"
@@ -188,9 +193,11 @@ async def test_failed_load_reports_the_reason(tmp_path: Path) -> None:
         assert error["code"] == "classifier_unavailable"
 
 
-async def test_real_uvicorn_server_with_the_real_model(settings: ClassifierSettings) -> None:
+async def test_real_uvicorn_server_with_the_real_model(
+    settings: ClassifierSettings, service_settings: ServiceSettings
+) -> None:
     """End to end: uvicorn on 127.0.0.1, a real tiny checkpoint, our RemoteClassifier and httpx."""
-    with loopback(create_app(settings)) as url:
+    with loopback(create_app(settings, service_settings)) as url:
         async with httpx.AsyncClient(base_url=url) as http:
             for _ in range(500):
                 if (await http.get("/health")).status_code == 200:

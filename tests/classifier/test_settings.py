@@ -14,13 +14,7 @@ def test_defaults() -> None:
     assert (s.dtype, s.device, s.threads, s.max_length) == ("float32", "auto", None, 512)
     assert (s.runtime, s.onnx_cache_dir) == ("auto", None)
     assert (s.batch_size, s.max_wait_ms, s.cache_size, s.timeout) == (16, 2.0, 4096, 2.0)
-    assert (s.max_inputs, s.max_body_bytes, s.url, s.token, s.api_key) == (
-        64,
-        1024 * 1024,
-        None,
-        None,
-        None,
-    )
+    assert (s.url, s.token) == (None, None)
 
 
 def test_every_variable() -> None:
@@ -38,9 +32,6 @@ def test_every_variable() -> None:
             "ROUTELLM_BERT_BATCH_SIZE": "8",
             "ROUTELLM_BERT_MAX_WAIT_MS": "0.5",
             "ROUTELLM_BERT_CACHE_SIZE": "0",
-            "ROUTELLM_CLASSIFIER_API_KEY": "sk-x",
-            "ROUTELLM_CLASSIFIER_MAX_INPUTS": "4",
-            "ROUTELLM_CLASSIFIER_MAX_BODY_BYTES": "2048",
             "ROUTELLM_BERT_URL": "http://127.0.0.1:8800/predict",
             "ROUTELLM_BERT_TIMEOUT": "0.25",
         }
@@ -57,9 +48,6 @@ def test_every_variable() -> None:
         batch_size=8,
         max_wait_ms=0.5,
         cache_size=0,
-        api_key="sk-x",
-        max_inputs=4,
-        max_body_bytes=2048,
         url="http://127.0.0.1:8800/predict",
         timeout=0.25,
     )
