@@ -42,8 +42,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import uvicorn
 
+    from classifier.logs import configure_logging, logging_config
     from classifier.service import create_app
-    from gateway.logs import configure_logging, logging_config
 
     # One log format for the whole distribution: the service shares the gateway's formatters.
     configure_logging(service.log_format)

@@ -13,11 +13,9 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
 
+from classifier.logs import LogFormat
 from classifier.settings import ClassifierSettings, SettingsError, getter, int_setting
-
-LogFormat = Literal["text", "json"]
 
 
 @dataclass(frozen=True, slots=True)

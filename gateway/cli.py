@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from classifier.base import ClassifierError
-from gateway.logs import configure_logging, logging_config
+from classifier.logs import configure_logging, logging_config
 from gateway.settings import Settings, SettingsError, load_settings
 
 

@@ -1,69 +1,16 @@
-"""Logging for the whole process: one format for our lines, uvicorn's and every library's.
+"""The gateway's line per request, in the process's log format (`classifier.logs`).
 
-    configure_logging(settings.log_format)                      # once, in a CLI, before serving
-    uvicorn.run(app, log_config=logging_config(settings.log_format), ...)  # uvicorn's lines too
-    log_request(settings.log_format, {"event": "chat", "model": ..., "status": 200})
-
-`json` writes every line as one JSON object, `{"ts", "level", "logger", "message", ...}` with `ts`
-in ISO 8601 UTC, so a log shipper (Loki, Fluent Bit, Datadog) parses it as it is. A request line
-carries its fields at the top level (`request_id` among them when the caller passes one); an
-access line carries `client`, `method`, `path`, `http_version` and `status`. `text` writes lines
-for people. Neither ever carries a query string: clients put keys there (`?key=`, `?api-key=`).
+log_request(settings.log_format, {"event": "chat", "model": ..., "status": 200})
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import logging.config
-from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
-LogFormat = Literal["text", "json"]
+from classifier.logs import quote
 
 log = logging.getLogger("routellm.gateway")
-
-RESERVED = ("ts", "level", "logger", "message")
-"""Keys every JSON line has; a request field of the same name is written as `field_<name>`."""
-
-
-def logging_config(fmt: LogFormat, level: str = "INFO") -> dict[str, Any]:
-    """A `logging.config.dictConfig` dict: the root logger and uvicorn's loggers on stderr, all
-    through the formatter of `fmt`. uvicorn takes it as `log_config=`."""
-    formatter = JsonFormatter if fmt == "json" else TextFormatter
-    return {
-        "version": 1,
-        "disable_existing_loggers": False,
-        "formatters": {"line": {"()": formatter}},
-        "handlers": {
-            "stderr": {
-                "class": "logging.StreamHandler",
-                "formatter": "line",
-                "stream": "ext://sys.stderr",
-            }
-        },
-        "root": {"handlers": ["stderr"], "level": level},
-        "loggers": {
-            # uvicorn's own config gives these handlers of their own; here they go to the root's.
-            "uvicorn": {"handlers": [], "level": level, "propagate": True},
-            "uvicorn.error": {"handlers": [], "level": level, "propagate": True},
-            "uvicorn.access": {"handlers": [], "level": level, "propagate": True},
-            # One line per request is ours to write; httpx would add one per upstream call.
-            "httpx": {"level": "WARNING"},
-            "httpcore": {"level": "WARNING"},
-        },
-    }
-
-
-def configure_logging(fmt: LogFormat, level: str = "INFO") -> None:
-    """Send every log line of this process through the formatter of `fmt`, warnings included."""
-    logging.config.dictConfig(logging_config(fmt, level))
-    logging.captureWarnings(True)  # `warnings` would otherwise print multi-line text to stderr
-    # Progress bars (transformers' "Loading weights") are not log lines: they would break both
-    # formats. transformers reads this switch when it is first imported, which is later.
-    from huggingface_hub.utils.tqdm import disable_progress_bars
-
-    disable_progress_bars()
 
 
 def log_request(fmt: str, fields: dict[str, Any]) -> None:
@@ -74,71 +21,3 @@ def log_request(fmt: str, fields: dict[str, Any]) -> None:
         log.info(str(fields.get("event", "request")), extra={"fields": fields})
         return
     log.info(" ".join(f"{key}={quote(value)}" for key, value in fields.items()))
-
-
-def quote(value: Any) -> str:
-    """A value for a `text` line: as it is when plain, JSON-quoted when it has a space, a quote,
-    an `=` or a control character."""
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if not isinstance(value, str):
-        return str(value)
-    quoted = json.dumps(value)  # escapes CR, LF and every other control character
-    return quoted if quoted[1:-1] != value or any(c in value for c in ' "=') else value
-
-
-def access_fields(record: logging.LogRecord) -> dict[str, Any] | None:
-    """The fields of a uvicorn access line, the query string dropped; None for any other line.
-    uvicorn logs them as `args = (client, method, path_with_query, http_version, status)`."""
-    args = record.args
-    if record.name != "uvicorn.access" or not isinstance(args, tuple) or len(args) != 5:
-        return None
-    client, method, full_path, http_version, status = args
-    return {
-        "client": str(client),
-        "method": str(method),
-        "path": str(full_path).split("?", 1)[0],
-        "http_version": str(http_version),
-        "status": status,
-    }
-
-
-class JsonFormatter(logging.Formatter):
-    """Each record as one JSON object on one line (see the module docstring for its keys)."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        access = access_fields(record)
-        fields: dict[str, Any] = getattr(record, "fields", None) or access or {}
-        if access is not None:
-            message = f"{access['method']} {access['path']} {access['status']}"
-        else:
-            message = record.getMessage()
-        line: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": message,
-        }
-        for key, value in fields.items():
-            line[f"field_{key}" if key in RESERVED else key] = value
-        if record.exc_info:
-            line["exception"] = self.formatException(record.exc_info)
-        if record.stack_info:
-            line["stack"] = self.formatStack(record.stack_info)
-        return json.dumps(line, default=str, ensure_ascii=False, separators=(",", ":"))
-
-
-class TextFormatter(logging.Formatter):
-    """`<local time> LEVEL logger message`, for people; access lines without their query."""
-
-    def __init__(self) -> None:
-        super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")
-
-    def formatMessage(self, record: logging.LogRecord) -> str:
-        access = access_fields(record)
-        if access is not None:
-            record.message = (
-                f'{access["client"]} "{access["method"]} {quote(access["path"])} '
-                f'HTTP/{access["http_version"]}" {access["status"]}'
-            )
-        return super().formatMessage(record)

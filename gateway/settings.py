@@ -19,8 +19,8 @@ from typing import Any, Literal, get_args
 
 import yaml
 
+from classifier.logs import LogFormat
 from classifier.settings import ClassifierSettings, SettingsError
-from gateway.logs import LogFormat
 from gateway.pricing import Price
 
 __all__ = [

@@ -8,8 +8,7 @@ from typing import Any
 
 import pytest
 
-from classifier import cli
-from gateway import logs
+from classifier import cli, logs
 
 
 def test_bad_setting_exits_2_with_one_line(

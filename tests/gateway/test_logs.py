@@ -19,7 +19,8 @@ import httpx
 import openai
 import pytest
 
-from gateway.logs import LogFormat, configure_logging, log_request
+from classifier.logs import LogFormat, configure_logging
+from gateway.logs import log_request
 from tests.processes import Process
 
 HI = [{"role": "user", "content": "my secret question"}]
