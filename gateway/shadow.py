@@ -46,6 +46,7 @@ from gateway.providers.base import Call, Provider
 from gateway.quality import Verdict
 from gateway.routing import Decision, content_text
 from gateway.settings import Settings
+from gateway.upstream import TRANSPORT_ERRORS
 
 __all__ = ["JUDGE_SYSTEM", "Shadow", "ShadowStats", "judge_prompt", "read_verdict"]
 
@@ -248,7 +249,7 @@ class Shadow:
             raise
         except TimeoutError:
             error = f"timed out after {self.config.timeout:g} s"
-        except (ShadowFailed, httpx.HTTPError, OSError, ValueError) as exc:
+        except (ShadowFailed, *TRANSPORT_ERRORS, ValueError) as exc:
             error = str(exc)[:ERROR_CHARS] or type(exc).__name__
         finally:
             self._settle(

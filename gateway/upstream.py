@@ -68,12 +68,15 @@ HOST_FAILURES = (
     aiohttp.ConnectionTimeoutError,
 )
 TIMEOUTS = (httpx.TimeoutException, TimeoutError, aiohttp.ServerTimeoutError)
+TRANSPORT_ERRORS = (httpx.HTTPError, TimeoutError, OSError, aiohttp.ClientError)
+"""What sending or reading may raise: each becomes an `UpstreamError` here."""
 
 
 def translate_httpx_error(exc: BaseException, upstream: Upstream) -> UpstreamError:
     """The one place transport errors become the gateway's; the message never holds a key.
     Under the aiohttp transport the error httpx raises wraps aiohttp's (its `__cause__`), which
-    says more precisely what failed: that one is classified."""
+    says more precisely what failed: that one is classified (an aiohttp error that was not
+    wrapped is classified as it is)."""
     cause = exc.__cause__ if isinstance(exc.__cause__, aiohttp.ClientError) else exc
     connecting = isinstance(cause, httpx.ConnectTimeout | aiohttp.ConnectionTimeoutError)
     if isinstance(cause, TIMEOUTS) and not connecting:
@@ -169,8 +172,9 @@ class Forwarder:
             )
         except UpstreamError as exc:
             self.on_error(target.name, exc)
-            failed = isinstance(exc, UpstreamStatus) and not exc.retryable
-            scope = None if failed else exc.scope
+            # A client error (4xx but 408/409/429) is an answer: the deployment is healthy.
+            answered = isinstance(exc, UpstreamStatus) and not exc.retryable
+            scope = None if answered else exc.scope
             self.breakers.record(upstream.name, target.name, scope, time.monotonic())
             raise
         except BaseException:
@@ -231,7 +235,7 @@ class Forwarder:
                 await response.aclose()
             if isinstance(exc, EventTooLarge):
                 raise _too_large(upstream, str(exc)) from exc
-            if isinstance(exc, httpx.HTTPError | TimeoutError | OSError):
+            if isinstance(exc, TRANSPORT_ERRORS):
                 raise translate_httpx_error(exc, upstream) from exc
             raise
 
@@ -280,7 +284,7 @@ class Forwarder:
             )
         except EventTooLarge as exc:
             error = _too_large(opened.upstream, str(exc))
-        except (httpx.HTTPError, TimeoutError, OSError) as exc:
+        except TRANSPORT_ERRORS as exc:
             error = translate_httpx_error(exc, opened.upstream)
         opened.status = error.status
         yield opened.provider.error_frame(error)
@@ -293,7 +297,7 @@ async def _read_rest(opened: Opened) -> None:
     if opened.chunks is None:
         return
     left = REST_BYTES
-    with contextlib.suppress(httpx.HTTPError, TimeoutError, OSError):
+    with contextlib.suppress(*TRANSPORT_ERRORS):
         async with asyncio.timeout(REST_SECONDS):
             async for chunk in opened.chunks:
                 left -= len(chunk)
