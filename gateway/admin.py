@@ -29,7 +29,13 @@ from litestar.static_files import create_static_files_router
 from litestar.types import ControllerRouterHandler
 from sqlalchemy.exc import SQLAlchemyError
 
-from gateway.errors import GatewayError, InvalidRequest, Unauthorized
+from gateway.errors import (
+    AdminForbidden,
+    InvalidRequest,
+    LedgerDisabled,
+    LedgerUnavailable,
+    Unauthorized,
+)
 from gateway.ledger import Ledger, parse_since
 from gateway.settings import Settings
 from gateway.shadow import Shadow
@@ -39,24 +45,6 @@ __all__ = ["ADMIN_HANDLERS", "UI_DIR"]
 UI_DIR = Path(__file__).parent / "ui"
 MAX_LIMIT = 10_000
 T = TypeVar("T")
-
-
-class AdminForbidden(GatewayError):
-    status = 403
-    type = "permission_error"
-    code = "admin_key_required"
-
-
-class LedgerDisabled(GatewayError):
-    status = 404
-    type = "invalid_request_error"
-    code = "ledger_disabled"
-
-
-class LedgerUnavailable(GatewayError):
-    status = 503
-    type = "server_error"
-    code = "ledger_unavailable"
 
 
 def require_admin(connection: ASGIConnection[Any, Any, Any, Any], __: BaseRouteHandler) -> None:

@@ -5,7 +5,12 @@
     ├── Unauthorized          401     missing or wrong client key
     ├── ModelNotFound         404     a model name the gateway does not serve
     ├── BodyTooLarge          413     body over ROUTELLM_MAX_BODY_BYTES
+    ├── AdminForbidden        403     an admin route without the admin key
+    ├── LedgerDisabled        404     a ledger route with ROUTELLM_LEDGER=off
+    ├── RequestNotFound       404     feedback for a request the ledger does not hold
     ├── Overloaded            429     concurrency cap reached (Retry-After)
+    ├── LedgerUnavailable     503     the ledger cannot be read now
+    ├── ShuttingDown          503     a new request while draining after SIGTERM
     └── UpstreamError         502     the upstream failed: refused, reset, 5xx, unreadable
         ├── UpstreamStatus    4xx/5xx an upstream answered an error status (body kept)
         └── UpstreamTimeout   504     no first byte, or a stream went idle, in time
@@ -73,6 +78,46 @@ class Overloaded(GatewayError):
     status = 429
     type = "rate_limit_error"
     code = "gateway_overloaded"
+
+
+class AdminForbidden(GatewayError):
+    """An admin route called without an admin key while client keys are set."""
+
+    status = 403
+    type = "permission_error"
+    code = "admin_key_required"
+
+
+class LedgerDisabled(GatewayError):
+    """A ledger route while `ROUTELLM_LEDGER=off`."""
+
+    status = 404
+    type = "invalid_request_error"
+    code = "ledger_disabled"
+
+
+class LedgerUnavailable(GatewayError):
+    """The ledger's store cannot be read right now."""
+
+    status = 503
+    type = "server_error"
+    code = "ledger_unavailable"
+
+
+class RequestNotFound(GatewayError):
+    """Feedback for a request id the ledger does not hold."""
+
+    status = 404
+    type = "invalid_request_error"
+    code = "request_not_found"
+
+
+class ShuttingDown(GatewayError):
+    """A new request reached a draining gateway: retry it on another replica."""
+
+    status = 503
+    type = "server_error"
+    code = "shutting_down"
 
 
 class UpstreamError(GatewayError):

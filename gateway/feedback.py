@@ -19,8 +19,12 @@ from typing import Any
 from litestar import Request, post
 from sqlalchemy.exc import SQLAlchemyError
 
-from gateway.admin import LedgerDisabled, LedgerUnavailable
-from gateway.errors import GatewayError, InvalidRequest
+from gateway.errors import (
+    InvalidRequest,
+    LedgerDisabled,
+    LedgerUnavailable,
+    RequestNotFound,
+)
 from gateway.ledger import FeedbackRow, Ledger
 from gateway.quality import FEEDBACK_SCALES, FeedbackScale, normalise
 from gateway.routes import require_key
@@ -32,12 +36,6 @@ MAX_COMMENT_CHARS = 4096
 MAX_ID_CHARS = 64
 FIELDS = frozenset({"request_id", "score", "scale", "comment"})
 RANGES: dict[FeedbackScale, tuple[float, float]] = {"signed": (-1.0, 1.0), "unit": (0.0, 1.0)}
-
-
-class RequestNotFound(GatewayError):
-    status = 404
-    type = "invalid_request_error"
-    code = "request_not_found"
 
 
 def parse_feedback(raw: bytes, now: float | None = None) -> FeedbackRow:

@@ -15,7 +15,14 @@ from opentelemetry.trace import Span, SpanKind
 from classifier.base import Classifier
 from gateway.conversations import HEADER as CONVERSATION_HEADER
 from gateway.conversations import Conversation, Conversations
-from gateway.errors import GatewayError, InvalidRequest, Overloaded, UpstreamError, UpstreamStatus
+from gateway.errors import (
+    GatewayError,
+    InvalidRequest,
+    Overloaded,
+    ShuttingDown,
+    UpstreamError,
+    UpstreamStatus,
+)
 from gateway.ledger import DecisionRow, Ledger, new_request_id
 from gateway.logs import log_request
 from gateway.pricing import Usage, cost
@@ -23,7 +30,7 @@ from gateway.providers.base import Call, Provider
 from gateway.routing import Decider, Decision
 from gateway.settings import Settings
 from gateway.shadow import Shadow
-from gateway.shutdown import Drain, ShuttingDown
+from gateway.shutdown import Drain
 from gateway.state import MemoryStore, Store, StoreUnavailable
 from gateway.telemetry import Telemetry
 from gateway.tracing import OPERATIONS, Tracing

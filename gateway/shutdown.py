@@ -31,21 +31,13 @@ import uvicorn
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
-from gateway.errors import GatewayError
+from gateway.errors import ShuttingDown
 
 log = logging.getLogger("routellm.gateway")
 
 FLUSH_SECONDS = 2.0
 """After the deadline, how long uvicorn waits for cut streams to send their error event and
 close their upstream before it cancels what is left."""
-
-
-class ShuttingDown(GatewayError):
-    """A new request reached a draining gateway: retry it on another replica."""
-
-    status = 503
-    type = "server_error"
-    code = "shutting_down"
 
 
 class Drain:

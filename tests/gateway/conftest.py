@@ -9,6 +9,8 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
+import anthropic
+import openai
 import pytest
 import yaml
 
@@ -115,3 +117,30 @@ def gateway(
 def _ledger_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Gateways without `ROUTELLM_LEDGER` keep their ledger here, never in the user's state dir."""
     monkeypatch.setattr(ledger, "default_ledger_path", lambda: tmp_path / "ledger.sqlite3")
+
+
+class SDK:
+    """The official clients, closed when the test ends (an unclosed one leaves a socket for
+    the garbage collector, which warns: an error under `filterwarnings = error`)."""
+
+    def __init__(self) -> None:
+        self.made: list[openai.OpenAI | anthropic.Anthropic] = []
+
+    def openai(self, url: str, key: str = "client-key") -> openai.OpenAI:
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0)
+        self.made.append(client)
+        return client
+
+    def claude(self, url: str, **kw: Any) -> anthropic.Anthropic:
+        kw.setdefault("api_key", "client-key")
+        client = anthropic.Anthropic(base_url=url, max_retries=0, **kw)
+        self.made.append(client)
+        return client
+
+
+@pytest.fixture
+def sdk() -> Iterator[SDK]:
+    clients = SDK()
+    yield clients
+    for client in clients.made:
+        client.close()

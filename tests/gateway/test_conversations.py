@@ -43,13 +43,13 @@ def convo(make_settings: Callable[..., Settings]) -> Gateway:
 
 def ask(url: str, messages: Messages, key: str = "k", **headers: str) -> dict[str, str]:
     """One chat completion through the official client; the response headers."""
-    client = openai.OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0)
-    raw = client.chat.completions.with_raw_response.create(
-        model=headers.pop("model", "router"),
-        messages=messages,
-        extra_headers=headers,  # type: ignore[arg-type]
-    )
-    assert raw.parse().choices[0].message.content
+    with openai.OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0) as client:
+        raw = client.chat.completions.with_raw_response.create(
+            model=headers.pop("model", "router"),
+            messages=messages,
+            extra_headers=headers,  # type: ignore[arg-type]
+        )
+        assert raw.parse().choices[0].message.content
     return dict(raw.headers)
 
 

@@ -12,6 +12,7 @@ import httpx
 import openai
 import pytest
 
+from tests.gateway.conftest import SDK
 from tests.gateway.fake_upstream import FakeUpstream
 
 Gateway = Callable[..., AbstractContextManager[str]]
@@ -19,13 +20,9 @@ MAPPING = json.dumps({"LABEL_0": "strong", "LABEL_1": "middle", "LABEL_2": "GPT3
 HI = [{"role": "user", "content": "How do I write a resignation letter?"}]
 
 
-def client(url: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{url}/v1", api_key="client-key", max_retries=0)
-
-
-def test_sync_client_non_stream_routes_weak(gateway: Gateway) -> None:
+def test_sync_client_non_stream_routes_weak(sdk: SDK, gateway: Gateway) -> None:
     with gateway(label=2) as url:
-        raw = client(url).chat.completions.with_raw_response.create(model="router", messages=HI)
+        raw = sdk.openai(url).chat.completions.with_raw_response.create(model="router", messages=HI)
         answer = raw.parse()
     assert answer.choices[0].message.content == "Hello from ok:weak!"
     assert raw.headers["x-routellm-model"] == "weak"
@@ -35,9 +32,9 @@ def test_sync_client_non_stream_routes_weak(gateway: Gateway) -> None:
     assert raw.headers["x-request-id"] == "req-123"  # upstream headers are kept
 
 
-def test_sync_client_stream_routes_strong(gateway: Gateway) -> None:
+def test_sync_client_stream_routes_strong(sdk: SDK, gateway: Gateway) -> None:
     with gateway(label=0) as url:
-        stream = client(url).chat.completions.create(model="router", messages=HI, stream=True)
+        stream = sdk.openai(url).chat.completions.create(model="router", messages=HI, stream=True)
         text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
         headers = stream.response.headers
     assert text == "Hello from ok:strong!"
@@ -82,10 +79,10 @@ async def test_async_client_stream_and_non_stream(gateway: Gateway) -> None:
     ],
 )
 def test_router_rules(
-    gateway: Gateway, label: int, env: dict[str, str], model: str, reason: str
+    sdk: SDK, gateway: Gateway, label: int, env: dict[str, str], model: str, reason: str
 ) -> None:
     with gateway(label=label, **env) as url:
-        raw = client(url).chat.completions.with_raw_response.create(model="router", messages=HI)
+        raw = sdk.openai(url).chat.completions.with_raw_response.create(model="router", messages=HI)
     assert (raw.headers["x-routellm-model"], raw.headers["x-routellm-reason"]) == (model, reason)
     upstream_id = {"GPT3.5 Turbo": "gpt-3.5-turbo"}.get(model, model)
     assert raw.parse().choices[0].message.content == f"Hello from ok:{upstream_id}!"
@@ -99,9 +96,9 @@ def test_router_rules(
         (2, "router-bert-0", "strong"),
     ],
 )
-def test_routellm_names(gateway: Gateway, label: int, name: str, model: str) -> None:
+def test_routellm_names(sdk: SDK, gateway: Gateway, label: int, name: str, model: str) -> None:
     with gateway(label=label, ROUTELLM_MAPPING=MAPPING) as url:
-        raw = client(url).chat.completions.with_raw_response.create(model=name, messages=HI)
+        raw = sdk.openai(url).chat.completions.with_raw_response.create(model=name, messages=HI)
     assert raw.headers["x-routellm-model"] == model
     assert raw.headers["x-routellm-reason"] == ("strong" if model == "strong" else "weak")
 
@@ -109,19 +106,19 @@ def test_routellm_names(gateway: Gateway, label: int, name: str, model: str) -> 
 @pytest.mark.parametrize(
     "name", ["router-bert-abc", "router-bert-1.5", "router-bert-", "router-mf-0.3"]
 )
-def test_malformed_router_name_is_400(gateway: Gateway, name: str) -> None:
+def test_malformed_router_name_is_400(sdk: SDK, gateway: Gateway, name: str) -> None:
     with gateway() as url, pytest.raises(openai.BadRequestError) as info:
-        client(url).chat.completions.create(model=name, messages=HI)
+        sdk.openai(url).chat.completions.create(model=name, messages=HI)
     assert info.value.status_code == 400
     assert info.value.body["type"] == "invalid_request_error"  # type: ignore[index]
     assert info.value.body["param"] == "model"  # type: ignore[index]
 
 
 def test_direct_model_is_not_classified(
-    gateway: Gateway, upstream: tuple[FakeUpstream, str]
+    sdk: SDK, gateway: Gateway, upstream: tuple[FakeUpstream, str]
 ) -> None:
     with gateway(label=0) as url:
-        raw = client(url).chat.completions.with_raw_response.create(
+        raw = sdk.openai(url).chat.completions.with_raw_response.create(
             model="GPT3.5 Turbo", messages=HI
         )
     assert raw.headers["x-routellm-reason"] == "direct"
@@ -129,10 +126,10 @@ def test_direct_model_is_not_classified(
     assert upstream[0].history[-1].body["model"] == "ok:gpt-3.5-turbo"
 
 
-def test_list_content_and_no_text(gateway: Gateway) -> None:
+def test_list_content_and_no_text(sdk: SDK, gateway: Gateway) -> None:
     image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
     with gateway(label=0) as url:
-        c = client(url)
+        c = sdk.openai(url)
         with_text = [
             {"role": "user", "content": [{"type": "text", "text": "what is this?"}, image]}
         ]
@@ -310,9 +307,9 @@ def test_invalid_requests_are_400(gateway: Gateway, body: bytes, param: str | No
     assert error["message"]
 
 
-def test_unknown_model_is_404_and_models_lists_served(gateway: Gateway) -> None:
+def test_unknown_model_is_404_and_models_lists_served(sdk: SDK, gateway: Gateway) -> None:
     with gateway() as url:
-        c = client(url)
+        c = sdk.openai(url)
         with pytest.raises(openai.NotFoundError) as info:
             c.chat.completions.create(model="gpt-9", messages=HI)
         listed = [m.id for m in c.models.list()]
@@ -324,10 +321,10 @@ def test_unknown_model_is_404_and_models_lists_served(gateway: Gateway) -> None:
     assert health.json()["status"] == "ok"
 
 
-def test_metrics_count_requests_by_decision(gateway: Gateway) -> None:
+def test_metrics_count_requests_by_decision(sdk: SDK, gateway: Gateway) -> None:
     with gateway(label=2) as url:
-        client(url).chat.completions.create(model="router", messages=HI)
-        client(url).chat.completions.create(model="strong", messages=HI)
+        sdk.openai(url).chat.completions.create(model="router", messages=HI)
+        sdk.openai(url).chat.completions.create(model="strong", messages=HI)
         text = httpx.get(f"{url}/metrics").text
     assert 'routellm_requests_total{model="weak",reason="weak",status="200"} 1' in text
     assert 'routellm_requests_total{model="strong",reason="direct",status="200"} 1' in text

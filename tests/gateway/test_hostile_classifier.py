@@ -9,12 +9,12 @@ import logging
 from collections.abc import Callable, Iterator
 
 import httpx
-import openai
 import pytest
 
 from gateway.app import create_app
 from gateway.settings import Settings
 from tests.classifier.fake_servers import HOSTILE, FakeRemote
+from tests.gateway.conftest import SDK
 from tests.servers import serve
 
 HI = [{"role": "user", "content": "How do I write a resignation letter?"}]
@@ -30,6 +30,7 @@ def hostile_url() -> Iterator[str]:
 @pytest.mark.parametrize("mapping", [None, MAPPING], ids=["winrate", "mapping"])
 @pytest.mark.parametrize("case", sorted(HOSTILE))
 def test_a_hostile_classifier_costs_only_the_routing(
+    sdk: SDK,
     hostile_url: str,
     make_settings: Callable[..., Settings],
     caplog: pytest.LogCaptureFixture,
@@ -41,7 +42,7 @@ def test_a_hostile_classifier_costs_only_the_routing(
         env["ROUTELLM_MAPPING"] = mapping
     app = create_app(make_settings(**env))
     with caplog.at_level(logging.WARNING, logger="classifier.remote"), serve(app) as url:
-        client = openai.OpenAI(base_url=f"{url}/v1", api_key="k", max_retries=0)
+        client = sdk.openai(url, "k")
         for _ in range(3):
             raw = client.chat.completions.with_raw_response.create(model="router", messages=HI)
             assert raw.parse().choices[0].message.content == "Hello from ok:weak!"

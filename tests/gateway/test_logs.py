@@ -21,6 +21,7 @@ import pytest
 
 from classifier.logs import LogFormat, configure_logging
 from gateway.logs import log_request
+from tests.gateway.conftest import SDK
 from tests.processes import Process
 
 HI = [{"role": "user", "content": "my secret question"}]
@@ -52,6 +53,7 @@ def parse(fmt: LogFormat, line: str) -> dict[str, Any]:
 
 @pytest.mark.parametrize("fmt", ["text", "json"])
 def test_every_line_of_both_processes_parses_and_holds_no_secret(
+    sdk: SDK,
     fmt: LogFormat,
     config_file: Path,
     checkpoint_factory: Callable[[int | None], Path],
@@ -76,9 +78,7 @@ def test_every_line_of_both_processes_parses_and_holds_no_secret(
             "ROUTELLM_API_KEYS": "client-key-123",
         }
         with Process(["-m", "gateway", "--port", "0"], gateway_env) as gateway:
-            client = openai.OpenAI(
-                base_url=f"{gateway.url}/v1", api_key="client-key-123", max_retries=0
-            )
+            client = sdk.openai(gateway.url, "client-key-123")
             answer = client.chat.completions.create(model="router", messages=HI)  # type: ignore[arg-type]
             assert answer.choices[0].message.content == "Hello from ok:strong!"
             stream = client.chat.completions.create(model="router", messages=HI, stream=True)  # type: ignore[arg-type]
@@ -86,9 +86,8 @@ def test_every_line_of_both_processes_parses_and_holds_no_secret(
             forged = "nope\r\nevent=chat status=200 model=strong"
             with pytest.raises(openai.NotFoundError):
                 client.chat.completions.create(model=forged, messages=HI)  # type: ignore[arg-type]
-            wrong = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="wrong-key-456")
             with pytest.raises(openai.AuthenticationError):
-                wrong.with_options(max_retries=0).models.list()
+                sdk.openai(gateway.url, "wrong-key-456").models.list()
             predicted = httpx.post(
                 f"{service.url}/predict?token=query-secret",
                 json={"inputs": "my secret question"},

@@ -13,13 +13,13 @@ from typing import Any
 
 import anthropic
 import httpx
-import openai
 import pytest
 import yaml
 
 from classifier.base import Scores
 from gateway.app import create_app
 from gateway.settings import load_settings
+from tests.gateway.conftest import SDK
 from tests.gateway.fake_upstream import FakeUpstream
 from tests.servers import serve, wait_for
 
@@ -100,32 +100,6 @@ def gateway(tmp_path: Path, upstream: Upstream) -> Gateway:
             yield base
 
     return run
-
-
-class SDK:
-    """The official clients, closed when the test ends."""
-
-    def __init__(self) -> None:
-        self.made: list[openai.OpenAI | anthropic.Anthropic] = []
-
-    def openai(self, url: str) -> openai.OpenAI:
-        client = openai.OpenAI(base_url=f"{url}/v1", api_key="client-key", max_retries=0)
-        self.made.append(client)
-        return client
-
-    def claude(self, url: str, **kw: Any) -> anthropic.Anthropic:
-        kw.setdefault("api_key", "client-key")
-        client = anthropic.Anthropic(base_url=url, max_retries=0, **kw)
-        self.made.append(client)
-        return client
-
-
-@pytest.fixture
-def sdk() -> Iterator[SDK]:
-    clients = SDK()
-    yield clients
-    for client in clients.made:
-        client.close()
 
 
 def said(text: str) -> list[dict[str, Any]]:

@@ -19,6 +19,7 @@ import pytest
 
 from gateway.app import create_app
 from gateway.settings import Settings
+from tests.gateway.conftest import SDK
 from tests.gateway.fake_upstream import FakeUpstream
 from tests.servers import serve, wait_for
 
@@ -85,13 +86,11 @@ def test_client_errors_are_not_retried(gateway: Gateway, upstream: Upstream) -> 
     assert len(fake.history) == before + 1  # no second try
 
 
-def test_retry_after_reaches_the_client(gateway: Gateway) -> None:
+def test_retry_after_reaches_the_client(sdk: SDK, gateway: Gateway) -> None:
     with gateway() as url:
         response = post(url, "status-429")
         with pytest.raises(openai.RateLimitError) as info:
-            openai.OpenAI(base_url=f"{url}/v1", api_key="k", max_retries=0).chat.completions.create(
-                model="status-429", messages=HI
-            )
+            sdk.openai(url, "k").chat.completions.create(model="status-429", messages=HI)
     assert response.status_code == 429
     assert response.headers["retry-after"] == "7"
     assert info.value.response.headers["retry-after"] == "7"
@@ -99,13 +98,13 @@ def test_retry_after_reaches_the_client(gateway: Gateway) -> None:
 
 @pytest.mark.parametrize("model", ["cut", "stall"])
 def test_failure_after_first_byte_ends_stream_with_error_and_no_retry(
-    gateway: Gateway, upstream: Upstream, model: str
+    sdk: SDK, gateway: Gateway, upstream: Upstream, model: str
 ) -> None:
     fake, _ = upstream
     with gateway(label=0, ROUTELLM_STRONG_MODEL=model, ROUTELLM_UPSTREAM_TIMEOUT="0.5") as url:
         before = len(fake.history)
         response = post(url, "router", stream=True)
-        client = openai.OpenAI(base_url=f"{url}/v1", api_key="k", max_retries=0)
+        client = sdk.openai(url, "k")
         chunks = client.chat.completions.create(model=model, messages=HI, stream=True)
         with pytest.raises(openai.APIError):
             list(chunks)
@@ -148,11 +147,13 @@ def test_disconnect_before_first_byte_closes_upstream(
         assert wait_for(lambda: fake.cancelled == cancelled + 1, 1.0)
 
 
-def test_disconnect_mid_stream_closes_upstream(gateway: Gateway, upstream: Upstream) -> None:
+def test_disconnect_mid_stream_closes_upstream(
+    sdk: SDK, gateway: Gateway, upstream: Upstream
+) -> None:
     fake, _ = upstream
     with gateway(ROUTELLM_UPSTREAM_TIMEOUT="30") as url:
         cancelled = fake.cancelled
-        client = openai.OpenAI(base_url=f"{url}/v1", api_key="k", max_retries=0)
+        client = sdk.openai(url, "k")
         stream = client.chat.completions.create(model="stall", messages=HI, stream=True)
         first = next(iter(stream))
         assert first.choices[0].delta.role == "assistant"
@@ -327,14 +328,14 @@ def test_concurrency_cap_answers_429(gateway: Gateway) -> None:
     assert after.status_code == 200
 
 
-def test_client_keys(gateway: Gateway) -> None:
+def test_client_keys(sdk: SDK, gateway: Gateway) -> None:
     with gateway(ROUTELLM_API_KEYS="key-one, key-two") as url:
         missing = post(url, "strong")
         wrong = post(url, "strong", headers={"authorization": "Bearer key-three"})
         good = post(url, "strong", headers={"authorization": "Bearer key-two"})
         with pytest.raises(openai.AuthenticationError):
-            openai.OpenAI(base_url=f"{url}/v1", api_key="nope", max_retries=0).models.list()
-        models = openai.OpenAI(base_url=f"{url}/v1", api_key="key-one", max_retries=0).models.list()
+            sdk.openai(url, "nope").models.list()
+        models = sdk.openai(url, "key-one").models.list()
         health = httpx.get(f"{url}/health")
     assert missing.status_code == wrong.status_code == 401
     assert missing.json()["error"]["code"] == "invalid_api_key"

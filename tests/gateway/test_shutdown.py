@@ -14,6 +14,7 @@ import openai
 import pytest
 
 from tests.classifier.fake_servers import FakeRemote
+from tests.gateway.conftest import SDK
 from tests.gateway.fake_upstream import FakeUpstream
 from tests.processes import Process
 from tests.servers import serve, wait_for
@@ -49,7 +50,9 @@ def stream_events(url: str) -> Iterator[str]:
                 yield line[len("data: ") :]
 
 
-def test_sigterm_drains_a_stream_in_flight_and_exits_0(gateway_env: dict[str, str]) -> None:
+def test_sigterm_drains_a_stream_in_flight_and_exits_0(
+    sdk: SDK, gateway_env: dict[str, str]
+) -> None:
     with Process(["-m", "gateway", "--port", "0"], gateway_env) as gateway:
         events = stream_events(gateway.url)
         first = json.loads(next(events))
@@ -62,7 +65,7 @@ def test_sigterm_drains_a_stream_in_flight_and_exits_0(gateway_env: dict[str, st
         assert wait_for(draining, 10)
         health = httpx.get(f"{gateway.url}/health").json()
         assert health["status"] == "draining"
-        client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="-", max_retries=0)
+        client = sdk.openai(gateway.url, "-")
         with pytest.raises(openai.InternalServerError) as refused:
             client.chat.completions.create(model="strong", messages=HI)  # type: ignore[arg-type]
         assert refused.value.status_code == 503
