@@ -7,7 +7,7 @@ Upstreams get the key as `x-api-key` and an `anthropic-version` (the client's, e
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from gateway.errors import GatewayError, UpstreamStatus
@@ -79,7 +79,7 @@ class AnthropicMessages(Provider):
 class MessagesReader(TypedEventReader):
     terminal = frozenset({"message_stop"})
 
-    def __init__(self, error_frame: Any) -> None:
+    def __init__(self, error_frame: Callable[[GatewayError], bytes]) -> None:
         super().__init__(error_frame)
         self._started: Any = None
 

@@ -4,6 +4,8 @@ ends with a terminal event instead of `[DONE]`."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -13,6 +15,7 @@ from gateway.providers.base import StreamFailed, StreamReader
 from gateway.sse import decode_event
 
 _encode = msgspec.json.Encoder().encode
+EVENT_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,128}")
 
 
 def typed_frame(payload: dict[str, Any]) -> bytes:
@@ -26,7 +29,7 @@ class TypedEventReader(StreamReader):
 
     terminal: frozenset[str] = frozenset()
 
-    def __init__(self, error_frame: Any) -> None:
+    def __init__(self, error_frame: Callable[[GatewayError], bytes]) -> None:
         self._error_frame = error_frame
         self._ended = False
 
@@ -39,9 +42,10 @@ class TypedEventReader(StreamReader):
             event = decode_event(data)
         except ValueError:
             raise self._failed(f"upstream sent an event that is not JSON: {data[:200]!r}") from None
-        if not isinstance(event, dict) or not isinstance(event.get("type"), str):
-            raise self._failed(f"upstream sent an event without a type: {data[:200]!r}")
-        kind = event["type"]
+        kind = event.get("type") if isinstance(event, dict) else None
+        if not isinstance(kind, str) or not EVENT_NAME.fullmatch(kind):
+            # The name goes on the client's `event:` line: a CR or LF in it would forge events.
+            raise self._failed(f"upstream sent an event without a valid type: {data[:200]!r}")
         if kind == "error":
             self._ended = True
             raise StreamFailed(typed_frame(event))  # the upstream's own error, as it sent it

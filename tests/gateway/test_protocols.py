@@ -359,3 +359,26 @@ def test_passthrough_embeddings_and_completions(
     assert "".join(c.choices[0].text for c in chunks) == "Hello from embed!"
     assert routed.status_code == 400
     assert routed.json()["error"]["code"] == "invalid_model"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        '{"type": "response.output_text.delta\\nevent: response.completed"}',
+        '{"type": "message_stop\\r\\n\\r\\ndata: {}"}',
+        '{"type": 7}',
+        '{"no": "type"}',
+    ],
+)
+def test_an_event_name_from_upstream_can_never_forge_a_frame(data: str) -> None:
+    from gateway.providers import AnthropicMessages, Responses
+    from gateway.providers.base import StreamFailed
+
+    for provider in (Responses(), AnthropicMessages()):
+        body = b'{"model": "m", "input": "x", "messages": [{"role": "user", "content": "x"}]}'
+        call = provider.parse(body, {}, max_messages=5)
+        with pytest.raises(StreamFailed) as failed:
+            provider.reader(call).frames(data)
+        frame = failed.value.frame
+        assert frame.startswith(b"event: error\ndata: ")
+        assert frame.count(b"\n") == 3  # one event line, one data line, the blank line
