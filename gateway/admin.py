@@ -29,6 +29,7 @@ from litestar.static_files import create_static_files_router
 from litestar.types import ControllerRouterHandler
 from sqlalchemy.exc import SQLAlchemyError
 
+from gateway import ledger_reports
 from gateway.errors import (
     AdminForbidden,
     InvalidRequest,
@@ -36,7 +37,7 @@ from gateway.errors import (
     LedgerUnavailable,
     Unauthorized,
 )
-from gateway.ledger import Ledger, parse_since
+from gateway.ledger import Ledger
 from gateway.settings import Settings
 from gateway.shadow import Shadow
 
@@ -91,7 +92,7 @@ async def _read(work: Callable[[], Awaitable[T]]) -> T:
 
 def _since(request: Request[Any, Any, Any]) -> float | None:
     try:
-        return parse_since(request.query_params.get("since"))
+        return ledger_reports.parse_since(request.query_params.get("since"))
     except ValueError as exc:
         raise InvalidRequest(str(exc), param="since") from None
 
@@ -123,7 +124,7 @@ async def list_decisions(request: Request[Any, Any, Any]) -> Response[Any]:
     if fmt not in ("json", "jsonl"):
         raise InvalidRequest(f"format={fmt!r} is not supported: use json or jsonl", param="format")
     since = _since(request)
-    rows = await _read(lambda: ledger.export(int(limit), since))
+    rows = await _read(lambda: ledger_reports.export(ledger, int(limit), since))
     if fmt == "jsonl":
         lines = "".join(json.dumps(row, separators=(",", ":")) + "\n" for row in rows)
         return Response(lines, media_type="application/x-ndjson")
@@ -134,7 +135,7 @@ async def list_decisions(request: Request[Any, Any, Any]) -> Response[Any]:
 async def savings(request: Request[Any, Any, Any]) -> dict[str, Any]:
     ledger = _ledger(request)
     since = _since(request)
-    return await _read(lambda: ledger.savings(since))
+    return await _read(lambda: ledger_reports.savings(ledger, since))
 
 
 @get("/v1/dashboard", guards=[require_admin])
@@ -142,7 +143,7 @@ async def dashboard(request: Request[Any, Any, Any]) -> dict[str, Any]:
     ledger = _ledger(request)
     since = _since(request)
     buckets = int(_number(request, "buckets", 24, 1, 500))
-    data = await _read(lambda: ledger.dashboard(since, buckets))
+    data = await _read(lambda: ledger_reports.dashboard(ledger, since, buckets))
     shadow: Shadow | None = request.app.state.gateway.shadow
     if shadow is not None:  # this process's own counters, beside the ledger's fleet-wide ones
         data["quality"]["shadow"]["process"] = {
@@ -159,7 +160,7 @@ async def what_if(request: Request[Any, Any, Any]) -> dict[str, Any]:
         raise InvalidRequest("threshold is required, e.g. threshold=0.4", param="threshold")
     threshold = _number(request, "threshold", 0.5, 0, 1)
     since = _since(request)
-    return await _read(lambda: ledger.what_if(threshold, since))
+    return await _read(lambda: ledger_reports.what_if(ledger, threshold, since))
 
 
 ui = create_static_files_router(

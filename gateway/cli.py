@@ -220,7 +220,7 @@ async def _win_rates(settings: Settings, prompts: list[str]) -> list[float]:
 def _calibrate_from_ledger(config: str | None, since_text: str | None, share: float) -> int:
     """Print the threshold for `share` from recorded scores, then a table of strong share and
     cost at nearby thresholds (the ledger's what-if rule)."""
-    from gateway.ledger import parse_since
+    from gateway.ledger_reports import parse_since
 
     try:
         settings = load_settings(os.environ, config)
@@ -249,13 +249,14 @@ def _calibrate_from_ledger(config: str | None, since_text: str | None, share: fl
 
 
 async def _recorded_win_rates(settings: Settings, since: str | None) -> list[float]:
-    from gateway.ledger import Ledger, parse_since
+    from gateway import ledger_reports
+    from gateway.ledger import Ledger
 
     if not settings.ledger.enabled:
         raise SettingsError("ROUTELLM_LEDGER=off: there is no ledger to calibrate from")
     ledger = Ledger.open(settings)
     try:
-        return await ledger.win_rates(parse_since(since))
+        return await ledger_reports.win_rates(ledger, ledger_reports.parse_since(since))
     finally:
         await ledger.aclose()
 
@@ -265,16 +266,17 @@ async def _ledger_table(
 ) -> tuple[float | None, list[dict[str, Any]], int]:
     import numpy as np
 
+    from gateway import ledger_reports
     from gateway.ledger import Ledger
 
     ledger = Ledger.open(settings)
     try:
-        rates = await ledger.win_rates(since)
+        rates = await ledger_reports.win_rates(ledger, since)
         if not rates:
             return None, [], 0
         threshold = float(np.quantile(np.array(rates), 1.0 - share))
         nearby = sorted({min(max(threshold + d, 0.0), 1.0) for d in (-0.1, -0.05, 0, 0.05, 0.1)})
-        table = [await ledger.what_if(t, since) for t in nearby]
+        table = [await ledger_reports.what_if(ledger, t, since) for t in nearby]
     finally:
         await ledger.aclose()
     return threshold, table, len(rates)

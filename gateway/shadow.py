@@ -39,6 +39,7 @@ from typing import Any
 
 import httpx
 
+from gateway import ledger_reports
 from gateway.ledger import Ledger, VerdictRow
 from gateway.pricing import Usage, cost
 from gateway.providers import ChatCompletions
@@ -157,7 +158,7 @@ class Shadow:
         does not reset the day's budget."""
         day, midnight = _today()
         try:
-            spent = await self.ledger.shadow_spend(midnight)
+            spent = await ledger_reports.shadow_spend(self.ledger, midnight)
         except Exception as exc:  # a store that cannot be read: start from 0, and say so
             log.warning(
                 "shadow: today's spend is unknown (%s); counting from 0", type(exc).__name__

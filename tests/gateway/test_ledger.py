@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway.ledger import Ledger, parse_since
+from gateway import ledger_reports
+from gateway.ledger import Ledger
+from gateway.ledger_reports import parse_since
 from gateway.settings import Settings
 from tests.gateway.rows import PRICES_ENV, known_mix, row
 
@@ -44,7 +46,7 @@ async def test_savings_and_decisions_give_exact_figures(ledger: Ledger) -> None:
         ledger.record(r)
     await written(ledger, len(rows))
 
-    report = await ledger.savings()
+    report = await ledger_reports.savings(ledger)
     assert report["requests"] == 7
     assert report["cost_usd"] == pytest.approx(2 * 0.0045 + 3 * 0.00027)
     assert report["baseline_cost_usd"] == pytest.approx(5 * 0.0045)
@@ -54,7 +56,7 @@ async def test_savings_and_decisions_give_exact_figures(ledger: Ledger) -> None:
     assert report["by_model"]["strong"] == {"requests": 3, "share": 3 / 7, "cost_usd": 0.009}
     assert report["by_model"]["weak"]["cost_usd"] == pytest.approx(4 * 0.00027)
 
-    listed = await ledger.decisions(limit=3)
+    listed = await ledger_reports.recent_decisions(ledger, limit=3)
     assert [r.id for r in listed] == [r.id for r in sorted(rows, key=lambda r: r.created)][::-1][:3]
     assert listed[0] == sorted(rows, key=lambda r: r.created)[-1]
 
@@ -63,13 +65,15 @@ async def test_what_if_re_decides_rule_rows_and_prices_their_tokens(ledger: Ledg
     for r in known_mix():
         ledger.record(r)
     await written(ledger, 7)
-    at_current = await ledger.what_if(0.5)
+    at_current = await ledger_reports.what_if(ledger, 0.5)
     assert at_current["strong_share"] == 0.5  # 0.9, 0.7 and the failed 0.8 of six rule rows
-    assert at_current["cost_usd"] == pytest.approx((await ledger.savings())["cost_usd"])
-    lower = await ledger.what_if(0.3)
+    assert at_current["cost_usd"] == pytest.approx(
+        (await ledger_reports.savings(ledger))["cost_usd"]
+    )
+    lower = await ledger_reports.what_if(ledger, 0.3)
     assert lower["strong_share"] == pytest.approx(4 / 6)
     assert lower["cost_usd"] == pytest.approx(3 * 0.0045 + 2 * 0.00027)
-    everything_weak = await ledger.what_if(0.95)
+    everything_weak = await ledger_reports.what_if(ledger, 0.95)
     assert everything_weak["strong_share"] == 0
     assert everything_weak["cost_usd"] == pytest.approx(5 * 0.00027)
     assert everything_weak["baseline_cost_usd"] == pytest.approx(5 * 0.0045)
@@ -81,8 +85,9 @@ async def test_since_filters_and_parses_every_documented_form(ledger: Ledger) ->
     ledger.record(old)
     ledger.record(new)
     await written(ledger, 2)
-    assert [r.id for r in await ledger.decisions(10, parse_since("1h"))] == [new.id]
-    assert (await ledger.savings(parse_since("3h")))["requests"] == 2
+    recent = await ledger_reports.recent_decisions(ledger, 10, parse_since("1h"))
+    assert [r.id for r in recent] == [new.id]
+    assert (await ledger_reports.savings(ledger, parse_since("3h")))["requests"] == 2
     assert parse_since("1767225600") == 1767225600.0
     assert parse_since("2026-01-01T00:00:00Z") == 1767225600.0
     assert parse_since("30m", now=1000.0) == -800.0
@@ -119,7 +124,7 @@ async def test_retention_deletes_rows_older_than_the_setting(
     second = Ledger.open(settings)  # retention runs when the writer starts
     second.record(row("strong", 0.9))
     await written(second, 1)
-    kept = {r.id for r in await second.decisions(10)}
+    kept = {r.id for r in await ledger_reports.recent_decisions(second, 10)}
     await second.aclose()
     assert fresh.id in kept
     assert stale.id not in kept
@@ -146,7 +151,7 @@ async def test_unwritable_path_counts_losses_and_record_returns_at_once(
     failures = [r for r in caplog.records if "ledger: cannot write" in r.getMessage()]
     assert len(failures) == 1  # logged once, however many attempts failed
     with pytest.raises(OSError, match="a-file"):
-        await ledger.savings()
+        await ledger_reports.savings(ledger)
     await ledger.aclose()
     assert ledger.stats().dropped == 50
 
@@ -173,5 +178,5 @@ async def test_a_locked_database_buffers_rows_and_writes_them_once_released(
         holder.close()
     await written(ledger, 21)
     assert ledger.stats().dropped == 0
-    assert (await ledger.savings())["requests"] == 21
+    assert (await ledger_reports.savings(ledger))["requests"] == 21
     assert any("ledger: writes resumed" in r.getMessage() for r in caplog.records)

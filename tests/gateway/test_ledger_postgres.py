@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy.exc import OperationalError
 
 from classifier.local import LocalClassifier
+from gateway import ledger_reports
 from gateway.app import create_app
 from gateway.ledger import Ledger
 from gateway.settings import Settings
@@ -82,13 +83,13 @@ async def test_postgres_stopped_mid_run_buffers_counts_and_recovers(
             assert stats.buffered <= 20  # the queue's bound (10) plus the batch being retried
             assert stats.dropped >= 10
             with pytest.raises(OperationalError):
-                await ledger.savings()
+                await ledger_reports.savings(ledger)
         finally:
             cluster.start()
         kept = 30 - ledger.stats().dropped
         await asyncio.to_thread(
             wait_for, lambda: ledger.stats().written == 1 + kept, "writes to resume"
         )
-        assert (await ledger.savings())["requests"] == 1 + kept
+        assert (await ledger_reports.savings(ledger))["requests"] == 1 + kept
     finally:
         await ledger.aclose()
