@@ -100,7 +100,8 @@ def conversation_of(request: Request[Any, Any, Any], call: Call) -> Conversation
     return identify(request.headers.get(CONVERSATION_HEADER), client_key(request.headers), call)
 
 
-async def call_upstream(request: Request[Any, Any, Any]) -> Response[Any]:
+@post([path for path in API_BY_PATH if path != "/v1/route"], guards=[require_key], status_code=200)
+async def api_call(request: Request[Any, Any, Any]) -> Response[Any]:
     """The handler of every API: parse, run the flow, serialise JSON or a stream."""
     gateway: Gateway = request.app.state.gateway
     provider = API_BY_PATH[request.url.path]
@@ -124,11 +125,6 @@ async def call_upstream(request: Request[Any, Any, Any]) -> Response[Any]:
         # Closes the upstream request however the stream ended, even if it never started.
         background=BackgroundTask(answer.frames.aclose),
     )
-
-
-@post([path for path in API_BY_PATH if path != "/v1/route"], guards=[require_key], status_code=200)
-async def api_call(request: Request[Any, Any, Any]) -> Response[Any]:
-    return await call_upstream(request)
 
 
 @post("/v1/route", guards=[require_key], status_code=200)
