@@ -26,9 +26,17 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.soak import free_port, stop, wait_http, write_config  # noqa: E402
+from bench.soak import (  # noqa: E402
+    free_port,
+    start_gateway,
+    start_upstream,
+    stop,
+    wait_http,
+    write_config,
+)
 from classifier.synthetic import build_checkpoint  # noqa: E402
 from gateway.state import MemoryStore, RedisStore, Store  # noqa: E402
+from tests.gateway.scripted import RedisServer  # noqa: E402
 
 CLIENTS = 16
 MODEL = "router-bert-0.5"
@@ -81,34 +89,14 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=800)
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="conversations-"))
-    up_port, redis_port = free_port(), free_port()
-    redis_url = f"redis://127.0.0.1:{redis_port}/0"
+    up_port = free_port()
+    redis = RedisServer(tmp)
+    redis_url = redis.url
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        procs.append(
-            subprocess.Popen(
-                [
-                    "redis-server",
-                    "--port",
-                    str(redis_port),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--dir",
-                    str(tmp),
-                ],
-                stdout=subprocess.DEVNULL,
-            )
-        )
-        procs.append(
-            subprocess.Popen(
-                [sys.executable, str(ROOT / "bench" / "soak.py"), "--serve-upstream", str(up_port)],
-                cwd=ROOT,
-            )
-        )
+        redis.start()
+        upstream = start_upstream(up_port)
+        procs.append(upstream)
         up = f"http://127.0.0.1:{up_port}"
         write_config(tmp / "gateway.yaml", up)
         checkpoint = build_checkpoint(tmp / "bert", winning_label=0)
@@ -122,20 +110,10 @@ def main() -> int:
                 "ROUTELLM_BERT_CACHE_DIR": str(tmp / "onnx"),
                 "ROUTELLM_LOG_FORMAT": "json",
             }
-            proc = subprocess.Popen(
-                [
-                    str(ROOT / ".venv/bin/routellm-gateway"),
-                    "--port",
-                    str(port),
-                    "--config",
-                    str(tmp / "gateway.yaml"),
-                ],
-                env=env,
-                stderr=subprocess.DEVNULL,
-            )
+            proc = start_gateway(port, tmp / "gateway.yaml", env)
             procs.append(proc)
             gateways[name] = (f"http://127.0.0.1:{port}", proc)
-        wait_http(f"{up}/_stats", procs[1], "fake upstream", 60)
+        wait_http(f"{up}/_stats", upstream, "fake upstream", 60)
         for url, proc in gateways.values():
             wait_http(f"{url}/health", proc, "gateway", 120)
 
@@ -164,6 +142,7 @@ def main() -> int:
     finally:
         for proc in reversed(procs):
             stop(proc)
+        redis.stop()
     return 0
 
 

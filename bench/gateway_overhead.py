@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,7 +23,14 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.soak import free_port, stop, wait_http, write_config  # noqa: E402
+from bench.soak import (  # noqa: E402
+    free_port,
+    start_gateway,
+    start_upstream,
+    stop,
+    wait_http,
+    write_config,
+)
 from classifier.synthetic import build_checkpoint  # noqa: E402
 
 HI = [{"role": "user", "content": "hello"}]
@@ -62,10 +68,7 @@ def main() -> int:
     up_port, gw_port = free_port(), free_port()
     upstream = gateway = None
     try:
-        upstream = subprocess.Popen(
-            [sys.executable, str(ROOT / "bench" / "soak.py"), "--serve-upstream", str(up_port)],
-            cwd=ROOT,
-        )
+        upstream = start_upstream(up_port)
         up = f"http://127.0.0.1:{up_port}"
         write_config(tmp / "gateway.yaml", up)
         checkpoint = build_checkpoint(tmp / "bert", winning_label=2)
@@ -75,17 +78,7 @@ def main() -> int:
             "ROUTELLM_BERT_CACHE_DIR": str(tmp / "onnx"),
             "ROUTELLM_LOG_FORMAT": "json",
         }
-        gateway = subprocess.Popen(
-            [
-                str(ROOT / ".venv/bin/routellm-gateway"),
-                "--port",
-                str(gw_port),
-                "--config",
-                str(tmp / "gateway.yaml"),
-            ],
-            env=env,
-            stderr=subprocess.DEVNULL,
-        )
+        gateway = start_gateway(gw_port, tmp / "gateway.yaml", env)
         gw = f"http://127.0.0.1:{gw_port}"
         wait_http(f"{up}/_stats", upstream, "fake upstream", 60)
         wait_http(f"{gw}/health", gateway, "gateway", 120)

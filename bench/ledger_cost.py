@@ -23,7 +23,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.gateway_overhead import measure, pct  # noqa: E402
-from bench.soak import free_port, stop, wait_http, write_config  # noqa: E402
+from bench.soak import (  # noqa: E402
+    free_port,
+    start_gateway,
+    start_upstream,
+    stop,
+    wait_http,
+    write_config,
+)
 from classifier.synthetic import build_checkpoint  # noqa: E402
 
 
@@ -36,10 +43,7 @@ def main() -> int:
     up_port = free_port()
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        upstream = subprocess.Popen(
-            [sys.executable, str(ROOT / "bench" / "soak.py"), "--serve-upstream", str(up_port)],
-            cwd=ROOT,
-        )
+        upstream = start_upstream(up_port)
         procs.append(upstream)
         up = f"http://127.0.0.1:{up_port}"
         write_config(tmp / "gateway.yaml", up)
@@ -53,9 +57,7 @@ def main() -> int:
                 "ROUTELLM_BERT_CACHE_DIR": str(tmp / "onnx"),
                 "ROUTELLM_LEDGER": ledger,
             }
-            command = [str(ROOT / ".venv/bin/routellm-gateway"), "--port", str(port)]
-            command += ["--config", str(tmp / "gateway.yaml")]
-            proc = subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)
+            proc = start_gateway(port, tmp / "gateway.yaml", env)
             procs.append(proc)
             gateways[name] = f"http://127.0.0.1:{port}"
             wait_http(f"{gateways[name]}/health", proc, name, 180)

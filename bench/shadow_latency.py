@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.gateway_overhead import measure, pct  # noqa: E402
-from bench.soak import free_port, stop, wait_http  # noqa: E402
+from bench.soak import free_port, start_gateway, start_upstream, stop, wait_http  # noqa: E402
 from classifier.synthetic import build_checkpoint  # noqa: E402
 
 PRICE = {"input": 1.0, "output": 2.0}
@@ -63,10 +63,7 @@ def main() -> int:
     up_port = free_port()
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        upstream = subprocess.Popen(
-            [sys.executable, str(ROOT / "bench" / "soak.py"), "--serve-upstream", str(up_port)],
-            cwd=ROOT,
-        )
+        upstream = start_upstream(up_port)
         procs.append(upstream)
         up = f"http://127.0.0.1:{up_port}"
         checkpoint = build_checkpoint(tmp / "bert", winning_label=2)
@@ -81,11 +78,7 @@ def main() -> int:
                 "ROUTELLM_BERT_CACHE_DIR": str(tmp / "onnx"),
                 "ROUTELLM_LEDGER": str(tmp / f"{name}.sqlite3"),
             }
-            config = str(tmp / f"{name}.yaml")
-            command = [str(ROOT / ".venv/bin/routellm-gateway"), "--port", str(port)]
-            procs.append(
-                subprocess.Popen([*command, "--config", config], env=env, stderr=subprocess.DEVNULL)
-            )
+            procs.append(start_gateway(port, tmp / f"{name}.yaml", env))
             urls[name] = f"http://127.0.0.1:{port}"
         wait_http(f"{up}/_stats", upstream, "fake upstream", 60)
         for name, proc in zip(urls, procs[1:], strict=True):

@@ -223,6 +223,19 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], what: str, timeout: float
     raise RuntimeError(f"{what} did not answer {url} within {timeout:.0f} s")
 
 
+def start_upstream(port: int) -> subprocess.Popen[bytes]:
+    """The fake upstream (this script's `--serve-upstream` mode) on 127.0.0.1:`port`."""
+    command = [sys.executable, str(Path(__file__).resolve()), "--serve-upstream", str(port)]
+    return subprocess.Popen(command, cwd=ROOT)
+
+
+def start_gateway(port: int, config: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """The real `routellm-gateway` on 127.0.0.1:`port` with `config`; its log discarded."""
+    command = [str(ROOT / ".venv/bin/routellm-gateway"), "--port", str(port)]
+    command += ["--config", str(config)]
+    return subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)
+
+
 def stop(proc: subprocess.Popen[bytes] | None) -> None:
     if proc is None or proc.poll() is not None:
         return

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.gateway_overhead import measure, pct  # noqa: E402
-from bench.soak import free_port, stop, wait_http, write_config  # noqa: E402
+from bench.soak import free_port, start_upstream, stop, wait_http, write_config  # noqa: E402
 from classifier.synthetic import build_checkpoint  # noqa: E402
 
 TRANSPORTS = ("httpx", "httpx-tuned", "aiohttp")
@@ -65,9 +65,7 @@ def main() -> int:
     procs: list[subprocess.Popen[bytes]] = []
     try:
         up_port = free_port()
-        upstream = subprocess.Popen(
-            [sys.executable, str(ROOT / "bench" / "soak.py"), "--serve-upstream", str(up_port)]
-        )
+        upstream = start_upstream(up_port)
         procs.append(upstream)
         up = f"http://127.0.0.1:{up_port}"
         wait_http(f"{up}/_stats", upstream, "fake upstream", 60)
