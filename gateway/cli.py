@@ -74,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def read_prompts(path: Path) -> list[str]:
     """JSONL of `{"prompt": ...}` or chat `{"messages": [...]}`, or plain text one per line."""
-    from gateway.routing import text_to_classify
+    from gateway.human_text import text_of
 
     prompts = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
@@ -87,7 +87,7 @@ def read_prompts(path: Path) -> list[str]:
         if isinstance(item, dict) and isinstance(item.get("prompt"), str):
             text = item["prompt"].strip()
         elif isinstance(item, dict) and isinstance(item.get("messages"), list):
-            text = text_to_classify(item["messages"])
+            text = text_of(item["messages"])
         elif isinstance(item, str):
             text = item.strip()
         else:

@@ -1,12 +1,22 @@
 """Conversation-aware routing: which conversation a request belongs to, and whether its turn
 keeps the model the conversation already has.
 
-Identity. A client may name its conversation in the `x-routellm-conversation` header; that id
-is its word and always continues the conversation's state. Otherwise the id is derived from the
-client's key, the system message and the first user message, which clients resend unchanged on
-every turn. Under a derived id, a request without an earlier assistant turn starts afresh: its
-decision replaces any state, so two chats that open with the same words do not share later
-turns. State is always scoped by the client's key: clients with different keys never share it.
+Identity, in order:
+
+1. the `x-routellm-conversation` header: the client's word, echoed as sent; it always continues
+   the conversation's state;
+2. the client's own id in its API's terms (`Call.session`): Claude Code's session in
+   `metadata.user_id`, Codex's `session-id` / `thread-id` headers or `prompt_cache_key`; a
+   session always continues. An end user's id (`user`, `safety_identifier`, a plain
+   `metadata.user_id`) names a conversation that a request without history starts afresh;
+3. derived from the client's key, the system message and the first user message, which clients
+   resend unchanged on every turn (markup such as `cache_control` left out). Under a derived id
+   a request without an earlier assistant turn starts afresh: its decision replaces any state,
+   so two chats that open with the same words do not share later turns.
+
+Ids from 2 and 3 are echoed as `c-<hex>`, a keyed hash: no user id reaches a header or the
+ledger. State is scoped by the client's key (clients with different keys never share it) and by
+the routed name (an agent's side requests to another router never move its main model).
 
 Policies (`ROUTELLM_CONVERSATION_POLICY`):
 
@@ -51,7 +61,12 @@ class Conversation:
     scope: str
     """The store key: the id hashed with the client's key, so clients never share state."""
     fresh: bool
-    """A derived id on a request with no earlier assistant turn: any state is replaced."""
+    """A request that starts its conversation (no earlier assistant turn, and no id that always
+    continues): any state is replaced."""
+
+    def key(self, router: str) -> str:
+        """The store key of this conversation's state under the routed name `router`."""
+        return f"{self.scope}:{router}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +105,7 @@ def identify(header: str | None, key: str, call: Call) -> Conversation:
     """The conversation of `call`, from the client's header or derived; `InvalidRequest` for a
     header that is not a usable id."""
     secret = hashlib.sha256(key.encode()).digest()
+    continues = call.has_history
     if header is not None:
         given = header.strip()
         if not VALID_ID.match(given):
@@ -97,16 +113,17 @@ def identify(header: str | None, key: str, call: Call) -> Conversation:
                 f"The {HEADER} header must be 1 to 128 visible ASCII characters (no spaces)",
                 param=HEADER,
             )
-        conversation_id, explicit = given, True
+        conversation_id, explicit, continues = given, True, True
     else:
-        digest = hashlib.blake2b(call.conversation_seed.encode(), key=secret, digest_size=16)
+        seed = call.conversation_seed
+        if call.session is not None:
+            seed, continues = call.session.value, continues or call.session.durable
+        digest = hashlib.blake2b(seed.encode(), key=secret, digest_size=16)
         conversation_id, explicit = f"c-{digest.hexdigest()}", False
     scope = hashlib.blake2b(
         conversation_id.encode(), key=secret, digest_size=20, person=b"routellm-conv"
     ).hexdigest()
-    return Conversation(
-        conversation_id, explicit, scope, fresh=not explicit and not call.has_history
-    )
+    return Conversation(conversation_id, explicit, scope, fresh=not continues)
 
 
 def win_rate(decision: Decision) -> float | None:
@@ -151,19 +168,34 @@ class Conversations:
         leaves it untouched (`/v1/route` explains without changing anything)."""
         if self.policy == "per_turn" or not decision.routed:
             return decision
+        key = conversation.key(decision.requested)
         try:
             pin = None
             if not conversation.fresh:
-                pin = Pin.from_json(await self.store.get(NAMESPACE, conversation.scope))
+                pin = Pin.from_json(await self.store.get(NAMESPACE, key))
             kept, new_pin = keep(self.policy, pin, decision)
             if record and new_pin is not None:
-                await self.store.put(NAMESPACE, conversation.scope, new_pin.as_json(), self.ttl)
+                await self.store.put(NAMESPACE, key, new_pin.as_json(), self.ttl)
         except StoreUnavailable:
             self.failures += 1
             self.degraded = True
             return decision
         self.degraded = False
         return kept
+
+    async def held(self, conversation: Conversation, router: str) -> Pin | None:
+        """The model `conversation` holds under `router`, read without changing it; None when
+        it holds none (or the store failed, counted as in `settle`)."""
+        if self.policy == "per_turn" or conversation.fresh:
+            return None
+        try:
+            pin = Pin.from_json(await self.store.get(NAMESPACE, conversation.key(router)))
+        except StoreUnavailable:
+            self.failures += 1
+            self.degraded = True
+            return None
+        self.degraded = False
+        return pin
 
     def health(self) -> str:
         return "degraded" if self.degraded else "ok"

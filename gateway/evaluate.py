@@ -36,7 +36,8 @@ from typing import Any
 
 from classifier.base import Classifier, Scores
 from classifier.settings import ClassifierSettings
-from gateway.routing import STRONG_LABEL, text_to_classify
+from gateway.human_text import text_of
+from gateway.routing import STRONG_LABEL
 from gateway.settings import SettingsError
 
 __all__ = [
@@ -141,7 +142,7 @@ def _text(row: Mapping[str, Any], where: str) -> str:
     if isinstance(row.get("prompt"), str):
         text: str = row["prompt"].strip()
     elif isinstance(row.get("messages"), list):
-        text = text_to_classify(row["messages"])
+        text = text_of(row["messages"])
     else:
         raise SettingsError(f"{where}: needs a `prompt` string or chat `messages`")
     if not text:

@@ -23,6 +23,7 @@ from gateway.errors import (
     UpstreamError,
     UpstreamStatus,
 )
+from gateway.human_text import ChosenText, choose
 from gateway.ledger import DecisionRow, Ledger, new_request_id
 from gateway.logs import log_request
 from gateway.pricing import Usage, cost
@@ -134,18 +135,38 @@ class Gateway:
         self.shadow = shadow
         """Judges a share of routed answers in the background (`quality:`); None: off."""
 
+    def chosen_text(self, call: Call) -> ChosenText:
+        """The words of `call` that the router classifies (`gateway.human_text`)."""
+        return choose(call.user_texts, self.settings.classify_skip_tags)
+
     async def decide(
         self, call: Call, conversation: Conversation | None = None, *, record: bool = True
     ) -> Decision:
         """The decision for `call`; within `conversation`, the policy may keep its model
-        (`record=False`: without updating the conversation's state)."""
+        (`record=False`: without updating the conversation's state). A turn of an agent's tool
+        loop (no new human words) keeps the model its conversation holds, unclassified."""
+        chosen = self.chosen_text(call)
+        if chosen.source == "previous_turn" and conversation is not None:
+            held = await self._held(call.model, conversation)
+            if held is not None:
+                return held
         started = time.perf_counter()
-        decision = await self.decider.decide(call.model, call.text)
+        decision = await self.decider.decide(call.model, chosen.text)
         if decision.reason != "direct":
             self.telemetry.classified(time.perf_counter() - started)
         if conversation is not None:
             decision = await self.conversations.settle(conversation, decision, record=record)
         return decision
+
+    async def _held(self, name: str, conversation: Conversation) -> Decision | None:
+        policy = self.decider.policy(name)
+        if policy.router is None:
+            return None
+        pin = await self.conversations.held(conversation, name)
+        if pin is None or pin.model not in self.settings.models:
+            return None
+        fallback = policy.router.fallback
+        return Decision(pin.model, "pinned", name, threshold=policy.threshold, fallback=fallback)
 
     async def complete(
         self,
@@ -159,7 +180,12 @@ class Gateway:
         `GatewayError` raised, carries the request id, the conversation and the decision in
         its headers. `incoming`: the client's headers, read for its trace context only."""
         incoming = incoming or {}
-        exchange = Exchange(provider, call, conversation=conversation.id if conversation else None)
+        exchange = Exchange(
+            provider,
+            call,
+            self.chosen_text(call),
+            conversation=conversation.id if conversation else None,
+        )
         exchange.span = self.tracing.request(provider.name, call.model, incoming)
         cap = self.settings.max_concurrency
         if self.inflight >= cap:
@@ -341,6 +367,9 @@ class Exchange:
 
     provider: Provider
     call: Call
+    chosen: ChosenText
+    """What the router classified (its length and source go to the ledger; the text itself only
+    when prompts are kept)."""
     id: str = field(default_factory=new_request_id)
     """The request id: `x-routellm-request-id`, the log line's and the ledger row's id."""
     created: float = field(default_factory=time.time)
@@ -393,7 +422,9 @@ class Exchange:
             total_ms=self.elapsed_ms(),
             conversation=self.conversation,
             endpoint=self.provider.name,
-            prompt=self.call.text or None,
+            prompt=self.chosen.text or None,
+            classified_chars=len(self.chosen.text),
+            classified_from=self.chosen.source,
         )
 
     def headers(self) -> dict[str, str]:

@@ -79,6 +79,8 @@ decisions = sa.Table(
     sa.Column("total_ms", sa.Float),
     sa.Column("conversation", sa.String(256)),
     sa.Column("prompt", sa.Text),
+    sa.Column("classified_chars", sa.Integer),
+    sa.Column("classified_from", sa.String(32)),
 )
 feedback = sa.Table(
     "routellm_feedback",
@@ -143,6 +145,10 @@ class DecisionRow:
     conversation: str | None = None
     endpoint: Api = "chat"
     prompt: str | None = None
+    classified_chars: int | None = None
+    """Length of the text the router classified (`gateway.human_text`)."""
+    classified_from: str | None = None
+    """Where that text came from: `user_text`, `previous_turn`, `fallback` or `none`."""
 
     @property
     def win_rate(self) -> float | None:
@@ -363,7 +369,22 @@ class Ledger:
                 if self.engine.dialect.name == "sqlite" and self.engine.url.database:
                     Path(self.engine.url.database).parent.mkdir(parents=True, exist_ok=True)
                 metadata.create_all(self.engine, checkfirst=True)
+                self._add_new_columns()
                 self._schema_ready = True
+
+    def _add_new_columns(self) -> None:
+        """Columns added since a table was made (all nullable) are added to it in place, so a
+        ledger written by an earlier version keeps its rows."""
+        with self.engine.begin() as conn:
+            inspector = sa.inspect(conn)
+            for table in metadata.sorted_tables:
+                have = {column["name"] for column in inspector.get_columns(table.name)}
+                for column in table.columns:
+                    if column.name not in have:
+                        kind = column.type.compile(dialect=self.engine.dialect)
+                        conn.execute(
+                            sa.text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}')
+                        )
 
     def _apply_retention(self) -> None:
         horizon = time.time() - self.settings.ledger.retention_days * 86400

@@ -6,6 +6,7 @@ import asyncio
 import hmac
 import time
 from collections.abc import Awaitable
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from litestar import Request, Response, get, post
@@ -108,6 +109,8 @@ async def api_call(request: Request[Any, Any, Any]) -> Response[Any]:
     call = provider.parse(
         await request.body(), request.headers, max_messages=gateway.settings.max_messages
     )
+    if request.url.query:
+        call = replace(call, query=request.url.query)
     conversation = conversation_of(request, call)
     work = gateway.complete(provider, call, conversation, request.headers)
     answer = await until_disconnect(request, work)
@@ -135,7 +138,13 @@ async def route(request: Request[Any, Any, Any], state: State) -> dict[str, Any]
     )
     conversation = conversation_of(request, call)
     decision = await until_disconnect(request, gateway.decide(call, conversation, record=False))
-    return {**decision.as_json(), "conversation": conversation.id}
+    chosen = gateway.chosen_text(call)
+    return {
+        **decision.as_json(),
+        "conversation": conversation.id,
+        "classified_chars": len(chosen.text),
+        "classified_from": chosen.source,
+    }
 
 
 @get("/v1/models", guards=[require_key])

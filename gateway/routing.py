@@ -10,16 +10,17 @@ Three kinds of model name reach the gateway:
   win rate, is at least `t`, else the weak model.
 - a configured model name: sent straight through (reason `direct`), never classified or swapped.
 
-Only the last user message that has text is classified (`text_to_classify`). That is what
+Only the newest user turn's own words are classified (`gateway.human_text`). That is what
 RouteLLM's router was trained on (single Chatbot Arena prompts) and what it classifies itself;
 the whole conversation would dilute the question with old turns, blow past the 512-token window,
-and change the decision every turn. Tool results and images are not the user's question.
+and change the decision every turn. Tool results, images and agents' wrappers are not the
+user's question.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -28,8 +29,6 @@ from gateway.errors import InvalidRequest, ModelNotFound
 from gateway.settings import RouterSpec, Settings, UpstreamKind
 
 ROUTER = "router"
-TEXT_PARTS = frozenset({"text", "input_text"})
-"""Content parts that carry the user's words (Chat Completions' and the Responses API's)."""
 STRONG_LABEL = "LABEL_0"
 ROUTER_NAME = re.compile(r"^router-(?P<router>[A-Za-z0-9_]+)-(?P<threshold>.*)$")
 
@@ -106,37 +105,6 @@ class Policy:
     threshold: float | None = None
     router: RouterSpec | None = None
     """The routed name's rule; None for a direct model."""
-
-
-def text_to_classify(messages: Sequence[Mapping[str, Any]]) -> str:
-    """The text of the last user message that has any; '' when none does.
-
-    `tool` (and `assistant`, `system`) messages are skipped; so is a user message whose content
-    has no text part: only tool results (agents send them as user content), only images, or
-    empty. List content gives its text parts joined by newlines."""
-    for message in reversed(messages):
-        if message.get("role") != "user":
-            continue
-        text = content_text(message.get("content"))
-        if text:
-            return text
-    return ""
-
-
-def content_text(content: Any) -> str:
-    """A message content's own words: the string, or its text parts joined."""
-    if isinstance(content, str):
-        return content.strip()
-    if not isinstance(content, list):
-        return ""
-    parts = [
-        part["text"]
-        for part in content
-        if isinstance(part, dict)
-        and part.get("type") in TEXT_PARTS
-        and isinstance(part.get("text"), str)
-    ]
-    return "\n".join(parts).strip()
 
 
 class Decider:

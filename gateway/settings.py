@@ -22,6 +22,7 @@ import yaml
 
 from classifier.logs import LogFormat
 from classifier.settings import ClassifierSettings, SettingsError
+from gateway.human_text import SKIP_TAGS, parse_tags
 from gateway.pricing import Price
 
 __all__ = [
@@ -169,6 +170,9 @@ class Settings:
     """Largest request body accepted (20 MiB admits a few base64 images); larger → 413."""
     max_messages: int = 2048
     """Most messages one request may carry."""
+    classify_skip_tags: tuple[str, ...] = SKIP_TAGS
+    """Wrapper tags whose blocks are not classified (`ROUTELLM_CLASSIFY_SKIP_TAGS`): agents'
+    boilerplate around the user's words (`gateway.human_text`)."""
     max_event_bytes: int = 16 * 1024 * 1024
     """Largest upstream stream event (or line) relayed; past it the stream ends with an error."""
     max_response_bytes: int = 64 * 1024 * 1024
@@ -299,6 +303,7 @@ def load_settings(env: Mapping[str, str], config_path: str | None = None) -> Set
             _positive(env, "ROUTELLM_MAX_BODY_BYTES", 20 * 1024 * 1024, integer=True)
         ),
         max_messages=int(_positive(env, "ROUTELLM_MAX_MESSAGES", 2048, integer=True)),
+        classify_skip_tags=_skip_tags(env),
         max_event_bytes=int(
             _positive(env, "ROUTELLM_MAX_EVENT_BYTES", 16 * 1024 * 1024, integer=True)
         ),
@@ -445,6 +450,19 @@ def http_url(url: Any, name: str) -> str:
 def from_environment(config_path: str | None = None) -> Settings:
     """Settings from this process's environment: what the CLI and the ASGI factory use."""
     return load_settings(os.environ, config_path)
+
+
+def _skip_tags(env: Mapping[str, str]) -> tuple[str, ...]:
+    value = env.get("ROUTELLM_CLASSIFY_SKIP_TAGS")
+    if value is None:
+        return SKIP_TAGS
+    try:
+        return parse_tags(value)
+    except ValueError as exc:
+        raise SettingsError(
+            f"ROUTELLM_CLASSIFY_SKIP_TAGS: {exc}: give comma-separated tag names, e.g. "
+            "'system-reminder,environment_context' (empty: classify wrappers too)"
+        ) from None
 
 
 def _conversation_policy(env: Mapping[str, str]) -> ConversationPolicy:

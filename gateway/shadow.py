@@ -40,12 +40,13 @@ from typing import Any
 import httpx
 
 from gateway import ledger_reports
+from gateway.human_text import content_text
 from gateway.ledger import Ledger, VerdictRow
 from gateway.pricing import Usage, cost
 from gateway.providers import ChatCompletions
 from gateway.providers.base import Call, Provider
 from gateway.quality import Verdict
-from gateway.routing import Decision, content_text
+from gateway.routing import Decision
 from gateway.settings import Settings
 from gateway.upstream import TRANSPORT_ERRORS
 
@@ -320,7 +321,7 @@ def _judge_call(question: str, first: str, second: str) -> Call:
             {"role": "user", "content": judge_prompt(question, first, second)},
         ]
     }
-    return Call(model="judge", stream=False, body=body, text="")
+    return Call(model="judge", stream=False, body=body)
 
 
 async def _read_bounded(response: httpx.Response, limit: int) -> bytes:

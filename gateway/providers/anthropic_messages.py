@@ -7,21 +7,24 @@ Upstreams get the key as `x-api-key` and an `anthropic-version` (the client's, e
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from gateway.errors import GatewayError, UpstreamStatus
+from gateway.human_text import user_texts
 from gateway.pricing import Usage
-from gateway.providers.base import Call, Provider, StreamReader
+from gateway.providers.base import Call, Provider, Session, StreamReader
 from gateway.providers.openai_chat import conversation_marks
 from gateway.providers.typed_events import TypedEventReader, typed_frame
-from gateway.routing import text_to_classify
 from gateway.schema import parse_chat_request
 from gateway.settings import Upstream
 
 DEFAULT_VERSION = "2023-06-01"
-FORWARDED_HEADERS = ("anthropic-version", "anthropic-beta")
-ROLES = frozenset({"user", "assistant"})
+FORWARDED_PREFIX = "anthropic-"
+"""Every `anthropic-*` header (version, beta, ...) goes upstream as the client sent it."""
+SESSION_PART = re.compile(r"_session_([0-9A-Za-z-]+)$")
 ERROR_TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
@@ -39,18 +42,19 @@ class AnthropicMessages(Provider):
     path = "/messages"
 
     def parse(self, raw: bytes, headers: Mapping[str, str], *, max_messages: int) -> Call:
-        chat = parse_chat_request(raw, max_messages=max_messages, roles=ROLES)
-        forwarded = {name: headers[name] for name in FORWARDED_HEADERS if name in headers}
+        chat = parse_chat_request(raw, max_messages=max_messages)
+        forwarded = {k: v for k, v in headers.items() if k.lower().startswith(FORWARDED_PREFIX)}
         forwarded.setdefault("anthropic-version", DEFAULT_VERSION)
         seed, has_history = conversation_marks(chat.messages, chat.body.get("system"))
         return Call(
             chat.model,
             chat.stream,
             chat.body,
-            text_to_classify(chat.messages),
+            user_texts(chat.messages),
             headers=forwarded,
             conversation_seed=seed,
             has_history=has_history,
+            session=metadata_session(chat.body.get("metadata")),
         )
 
     def auth_headers(self, upstream: Upstream) -> dict[str, str]:
@@ -74,6 +78,26 @@ class AnthropicMessages(Provider):
 
     def reader(self, call: Call) -> StreamReader:
         return MessagesReader(self.error_frame)
+
+
+def metadata_session(metadata: Any) -> Session | None:
+    """The session part of `metadata.user_id`. Claude Code writes it as
+    `user_<hash>_account_<uuid>_session_<uuid>`, or as a JSON object with `session_id`; any
+    other value is the client's user id."""
+    user_id = metadata.get("user_id") if isinstance(metadata, dict) else None
+    if not isinstance(user_id, str) or not user_id.strip():
+        return None
+    user_id = user_id.strip()
+    try:
+        parsed = json.loads(user_id)
+    except ValueError:
+        parsed = None
+    if isinstance(parsed, dict) and isinstance(parsed.get("session_id"), str):
+        return Session(f"session:{parsed['session_id']}", durable=True)
+    match = SESSION_PART.search(user_id)
+    if match:
+        return Session(f"session:{match[1]}", durable=True)
+    return Session(f"user:{user_id}", durable=False)
 
 
 class MessagesReader(TypedEventReader):

@@ -34,24 +34,40 @@ Api = Literal["chat", "responses", "messages", "completions", "embeddings"]
 
 
 @dataclass(frozen=True, slots=True)
+class Session:
+    """A conversation id the client sent in its own API's terms (e.g. Claude Code's session in
+    `metadata.user_id`, Codex's `session-id` header)."""
+
+    value: str
+    durable: bool
+    """A session id, which always continues its conversation; False for a user id (`user`,
+    `safety_identifier`), under which a request without history starts afresh."""
+
+
+@dataclass(frozen=True, slots=True)
 class Call:
     """A validated client request: what the flow needs to know, the body kept untouched."""
 
     model: str
     stream: bool
     body: dict[str, Any]
-    text: str
-    """The text the router classifies ('' when the request has none)."""
+    user_texts: tuple[str, ...] = ()
+    """The user turns' texts, oldest first, '' for a tool result (`gateway.human_text.choose`
+    picks what is classified)."""
     headers: Mapping[str, str] = field(default_factory=dict)
     """Client headers of the API itself that go upstream as they are (e.g. `anthropic-beta`)."""
+    query: str = ""
+    """The client's query string (e.g. Claude Code's `beta=true`), sent upstream as it is."""
     previous_id: str | None = None
     """An earlier answer this call continues on the server that made it
     (the Responses API's `previous_response_id`)."""
     conversation_seed: str = ""
     """What a derived conversation id is made of (the system message and the first user
-    message): the same on every turn of one chat, since clients resend the history."""
+    message, their content without markup): the same on every turn of one chat."""
     has_history: bool = False
     """The request carries an earlier assistant turn: it continues a conversation."""
+    session: Session | None = None
+    """The client's own conversation id, when its API carries one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,7 +164,11 @@ class Provider(ABC):
             **self.auth_headers(upstream),
         }
         content = _encode({**call.body, "model": upstream_model})
-        return UpstreamRequest(self.path, headers, content)
+        return UpstreamRequest(self.target(call), headers, content)
+
+    def target(self, call: Call) -> str:
+        """The upstream path, with the client's query string."""
+        return f"{self.path}?{call.query}" if call.query else self.path
 
     def auth_headers(self, upstream: Upstream) -> dict[str, str]:
         return {"authorization": f"Bearer {upstream.api_key}"} if upstream.api_key else {}

@@ -18,9 +18,16 @@ from typing import Any
 import msgspec
 
 from gateway.errors import UpstreamError
+from gateway.human_text import user_texts
 from gateway.pricing import Usage
-from gateway.providers.base import Call, Provider, StreamFailed, StreamReader, UpstreamRequest
-from gateway.routing import text_to_classify
+from gateway.providers.base import (
+    Call,
+    Provider,
+    Session,
+    StreamFailed,
+    StreamReader,
+    UpstreamRequest,
+)
 from gateway.schema import parse_chat_request
 from gateway.settings import Upstream
 from gateway.sse import DONE, DONE_FRAME, ChunkRepair, decode_event, frame
@@ -34,15 +41,16 @@ class ChatCompletions(Provider):
 
     def parse(self, raw: bytes, headers: Mapping[str, str], *, max_messages: int) -> Call:
         chat = parse_chat_request(raw, max_messages=max_messages)
-        text = text_to_classify(chat.messages)
         seed, has_history = conversation_marks(chat.messages)
         return Call(
             chat.model,
             chat.stream,
             chat.body,
-            text,
+            user_texts(chat.messages),
+            headers=forwarded(headers),
             conversation_seed=seed,
             has_history=has_history,
+            session=header_session(headers) or user_session(chat.body),
         )
 
     def request(self, upstream: Upstream, upstream_model: str, call: Call) -> UpstreamRequest:
@@ -63,17 +71,64 @@ def asks_usage(body: Mapping[str, Any]) -> bool:
     return isinstance(options, dict) and options.get("include_usage") is True
 
 
-def conversation_marks(messages: list[dict[str, Any]], system: Any = None) -> tuple[str, bool]:
+FORWARDED_HEADERS = ("openai-beta", "session-id", "session_id", "thread-id", "originator")
+"""OpenAI-API client headers that go upstream as sent (Codex names its session in them)."""
+SESSION_HEADERS = ("session-id", "session_id", "thread-id")
+MARKUP = frozenset({"cache_control", "id", "citations"})
+"""Keys of a content part that mark it up without being its content: clients move them between
+turns (Claude Code puts `cache_control` on the newest message), so they never change a derived
+conversation id."""
+
+
+def forwarded(headers: Mapping[str, str]) -> dict[str, str]:
+    return {name: headers[name] for name in FORWARDED_HEADERS if name in headers}
+
+
+def user_session(body: Mapping[str, Any]) -> Session | None:
+    """OpenAI clients' own ids: `prompt_cache_key` (Codex: its session), else the end user's
+    `user` or `safety_identifier`."""
+    key = body.get("prompt_cache_key")
+    if isinstance(key, str) and key.strip():
+        return Session(f"prompt_cache_key:{key.strip()}", durable=True)
+    for name in ("user", "safety_identifier"):
+        value = body.get(name)
+        if isinstance(value, str) and value.strip():
+            return Session(f"user:{value.strip()}", durable=False)
+    return None
+
+
+def header_session(headers: Mapping[str, str]) -> Session | None:
+    """Codex's `session-id` / `thread-id` headers."""
+    for name in SESSION_HEADERS:
+        value = headers.get(name, "").strip()
+        if value:
+            return Session(f"session:{value}", durable=True)
+    return None
+
+
+def without_markup(content: Any) -> Any:
+    """A message's content as a derived conversation id sees it: parts without `MARKUP`."""
+    if not isinstance(content, list):
+        return content
+    return [
+        {k: v for k, v in part.items() if k not in MARKUP} if isinstance(part, dict) else part
+        for part in content
+    ]
+
+
+def conversation_marks(messages: list[Any], system: Any = None) -> tuple[str, bool]:
     """The conversation seed (system/developer messages before the first user message, and that
-    user message, as JSON; Anthropic's top-level `system` first) and whether an assistant turn
-    came before this request."""
-    opening: list[Any] = [["system", system]] if system is not None else []
+    user message, without markup; Anthropic's top-level `system` first) and whether an assistant
+    turn came before this request."""
+    opening: list[Any] = [["system", without_markup(system)]] if system is not None else []
+    has_history = False
     for message in messages:
-        opening.append([message.get("role"), message.get("content")])
-        if message.get("role") == "user":
-            break
-    opening = [item for item in opening if item[0] in ("system", "developer", "user")]
-    has_history = any(message.get("role") == "assistant" for message in messages)
+        if not isinstance(message, dict):
+            continue
+        role = message.get("role")
+        has_history |= role == "assistant"
+        if role in ("system", "developer", "user") and (not opening or opening[-1][0] != "user"):
+            opening.append([role, without_markup(message.get("content"))])
     return msgspec.json.encode(opening).decode(), has_history
 
 

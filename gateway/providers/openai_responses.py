@@ -1,7 +1,9 @@
 """OpenAI Responses (`POST /v1/responses`).
 
-The text classified is the latest user input: `input` itself when it is a string, else the last
-user item's text parts (`input_text`, or a plain string content). A call with
+The user turns are `input` itself when it is a string, else each user item's text parts
+(`input_text`, or a plain string content), with tool outputs marking the agent's loop
+(`gateway.human_text`). Codex's session comes in its `session-id` header and
+`prompt_cache_key`. A call with
 `previous_response_id` continues a response that only the upstream which made it can find: the
 flow pins it there (`Call.previous_id`, `Provider.answer_id`).
 """
@@ -14,8 +16,10 @@ from typing import Any
 import msgspec
 
 from gateway.errors import GatewayError, InvalidRequest
+from gateway.human_text import content_text
 from gateway.pricing import Usage
 from gateway.providers.base import Call, Provider, StreamReader
+from gateway.providers.openai_chat import forwarded, header_session, user_session, without_markup
 from gateway.providers.typed_events import TypedEventReader, typed_frame
 from gateway.schema import model_name, parse_body, stream_flag
 
@@ -41,6 +45,10 @@ class Responses(Provider):
                 "'previous_response_id' must be a string", param="previous_response_id"
             )
         opening = [items] if isinstance(items, str) else (items or [])[:1]
+        opening = [
+            without_markup(item.get("content")) if isinstance(item, dict) else item
+            for item in opening
+        ]
         seed = msgspec.json.encode([body.get("instructions"), opening]).decode()
         history = previous is not None or any(
             isinstance(item, dict) and item.get("role") == "assistant" for item in items or []
@@ -49,10 +57,12 @@ class Responses(Provider):
             model,
             stream_flag(body),
             body,
-            latest_user_text(items),
+            user_texts(items),
+            headers=forwarded(headers),
             previous_id=previous,
             conversation_seed=seed,
             has_history=history,
+            session=header_session(headers) or user_session(body),
         )
 
     def answer_id(self, answer: dict[str, Any]) -> str | None:
@@ -78,30 +88,21 @@ class ResponsesReader(TypedEventReader):
             self.usage = Usage.from_openai(response.get("usage"))
 
 
-def latest_user_text(items: str | list[Any] | None) -> str:
+def user_texts(items: str | list[Any] | None) -> tuple[str, ...]:
+    """The user turns of `input`, oldest first: each user message's text, '' for each tool
+    output item (`function_call_output` and the like: a turn of the agent's loop)."""
     if isinstance(items, str):
-        return items.strip()
-    for item in reversed(items or []):
-        if not isinstance(item, dict) or item.get("role") != "user":
+        return (items,)
+    texts: list[str] = []
+    for item in items or []:
+        if not isinstance(item, dict):
             continue
-        if item.get("type", "message") != "message":
-            continue
-        content = item.get("content")
-        if isinstance(content, str):
-            text = content.strip()
-        elif isinstance(content, list):
-            text = "\n".join(
-                part["text"]
-                for part in content
-                if isinstance(part, dict)
-                and part.get("type") in ("input_text", "text")
-                and isinstance(part.get("text"), str)
-            ).strip()
-        else:
-            text = ""
-        if text:
-            return text
-    return ""
+        kind = item.get("type", "message")
+        if kind == "message" and item.get("role") == "user":
+            texts.append(content_text(item.get("content")))
+        elif isinstance(kind, str) and kind.endswith("_output"):
+            texts.append("")
+    return tuple(texts)
 
 
 def _response_id(response: Any) -> str | None:

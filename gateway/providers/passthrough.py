@@ -25,7 +25,7 @@ class Passthrough(Provider):
         stream = stream_flag(body)
         if stream and not self._streams:
             raise InvalidRequest(f"/v1/{self.name} does not stream", param="stream")
-        return Call(model_name(body), stream, body, "")
+        return Call(model_name(body), stream, body)
 
     def reader(self, call: Call) -> StreamReader:
         # Legacy completions stream like chat: `data:` chunks with finish_reason, then [DONE].

@@ -17,7 +17,8 @@ import yaml
 
 from gateway.app import create_app
 from gateway.conversations import Pin, keep
-from gateway.routing import Decision, text_to_classify
+from gateway.human_text import text_of
+from gateway.routing import Decision
 from gateway.settings import Settings, SettingsError, load_settings
 from gateway.state import MemoryStore
 from tests.gateway.fake_upstream import FakeUpstream
@@ -230,8 +231,8 @@ def test_tool_and_image_messages_are_not_classified(convo: Gateway) -> None:
         ([{"role": "tool", "content": "x"}], ""),
     ],
 )
-def test_text_to_classify(messages: Messages, text: str) -> None:
-    assert text_to_classify(messages) == text
+def test_text_of(messages: Messages, text: str) -> None:
+    assert text_of(messages) == text
 
 
 def decision(model: str, p: float | None, reason: str = "strong") -> Decision:

@@ -276,19 +276,6 @@ def test_upstream_errors_in_openai_shape(
         (b'{"model": "router"}', "messages"),
         (b'{"model": "router", "messages": "hi"}', "messages"),
         (b'{"model": "router", "messages": []}', "messages"),
-        (b'{"model": "router", "messages": ["hi"]}', "messages[0]"),
-        (
-            b'{"model": "router", "messages": [{"role": "wizard", "content": "x"}]}',
-            "messages[0].role",
-        ),
-        (
-            b'{"model": "router", "messages": [{"role": "user", "content": 5}]}',
-            "messages[0].content",
-        ),
-        (
-            b'{"model": "router", "messages": [{"role": "user", "content": [5]}]}',
-            "messages[0].content[0]",
-        ),
         (
             b'{"model": "router", "messages": [{"role": "user", "content": "x"}], "stream": "yes"}',
             "stream",
