@@ -58,10 +58,20 @@ def _wrappers(tags: tuple[str, ...]) -> re.Pattern[str] | None:
     return re.compile(rf"<({names})(?:\s[^>]*)?>.*?(?:</\1\s*>|\Z)", re.DOTALL)
 
 
+AGENTS_HEADING = re.compile(r"^# AGENTS\.md instructions for [^\n]*$", re.MULTILINE)
+"""The line Codex puts before AGENTS.md's `<INSTRUCTIONS>` block."""
+
+
 def strip_wrappers(text: str, tags: tuple[str, ...] = SKIP_TAGS) -> str:
-    """`text` without the blocks of `tags` (an unclosed block runs to the end)."""
+    """`text` without the blocks of `tags` (an unclosed block runs to the end), and without the
+    heading Codex gives AGENTS.md when `INSTRUCTIONS` is among them."""
     pattern = _wrappers(tags)
-    return (pattern.sub("", text) if pattern else text).strip()
+    if pattern is None:
+        return text.strip()
+    text = pattern.sub("", text)
+    if "INSTRUCTIONS" in tags:
+        text = AGENTS_HEADING.sub("", text)
+    return text.strip()
 
 
 def choose(user_texts: Sequence[str], tags: tuple[str, ...] = SKIP_TAGS) -> ChosenText:

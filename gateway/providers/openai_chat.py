@@ -71,8 +71,13 @@ def asks_usage(body: Mapping[str, Any]) -> bool:
     return isinstance(options, dict) and options.get("include_usage") is True
 
 
-FORWARDED_HEADERS = ("openai-beta", "session-id", "session_id", "thread-id", "originator")
-"""OpenAI-API client headers that go upstream as sent (Codex names its session in them)."""
+FORWARDED_PREFIXES = ("openai-beta", "x-codex-")
+FORWARDED_HEADERS = frozenset(
+    {"session-id", "session_id", "thread-id", "originator", "x-client-request-id"}
+)
+"""OpenAI-API client headers that go upstream as sent: betas, and the ids and metadata agents
+send (Codex names its session and turn in them). The client's credentials, and its
+`openai-organization` / `openai-project`, which name its own account, are never forwarded."""
 SESSION_HEADERS = ("session-id", "session_id", "thread-id")
 MARKUP = frozenset({"cache_control", "id", "citations"})
 """Keys of a content part that mark it up without being its content: clients move them between
@@ -81,7 +86,11 @@ conversation id."""
 
 
 def forwarded(headers: Mapping[str, str]) -> dict[str, str]:
-    return {name: headers[name] for name in FORWARDED_HEADERS if name in headers}
+    return {
+        name: value
+        for name, value in headers.items()
+        if name.lower() in FORWARDED_HEADERS or name.lower().startswith(FORWARDED_PREFIXES)
+    }
 
 
 def user_session(body: Mapping[str, Any]) -> Session | None:

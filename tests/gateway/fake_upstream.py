@@ -54,6 +54,7 @@ class Seen:
     path: str
     headers: dict[str, str]
     body: dict[str, Any]
+    query: str = ""
 
 
 @dataclass
@@ -68,7 +69,8 @@ class FakeUpstream:
             return  # no lifespan to run: uvicorn's "auto" mode carries on without one
         headers, raw = await read_request(scope, receive)
         body = json.loads(raw) if raw else {}
-        self.history.append(Seen(scope["path"], headers, body))
+        query = scope.get("query_string", b"").decode()
+        self.history.append(Seen(scope["path"], headers, body, query))
         model = str(body.get("model", "ok"))
         behaviour = model.split(":", maxsplit=1)[0]
         self.open_streams += 1
