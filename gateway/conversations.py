@@ -23,7 +23,9 @@ Policies (`ROUTELLM_CONVERSATION_POLICY`):
 - `per_turn`: every turn is decided alone; no state is read or written.
 - `sticky`: the conversation's first decision holds for all its turns.
 - `upgrade` (default): a turn moves the conversation only when its P(LABEL_0) is higher than
-  that of the decision that chose the current model, so it climbs but never falls back.
+  that of the decision that chose the current model, so it climbs but never falls back; and at
+  most `ROUTELLM_CONVERSATION_MAX_SWITCHES` times (default 1), since every switch throws away
+  the upstream's prompt cache, which for an agent's long context costs more than routing saves.
 
 A kept decision has reason `pinned` and still reports the new turn's label and scores. A model
 named directly is never pinned or swapped. When the store fails, the turn is decided alone
@@ -78,9 +80,16 @@ class Pin:
     """P(LABEL_0) of the decision that chose `model`."""
     router: str
     """The routed name that decided; a turn asking another router decides afresh."""
+    switches: int = 0
+    """How often the conversation has moved to another model."""
 
     def as_json(self) -> dict[str, Any]:
-        return {"model": self.model, "win_rate": self.win_rate, "router": self.router}
+        return {
+            "model": self.model,
+            "win_rate": self.win_rate,
+            "router": self.router,
+            "switches": self.switches,
+        }
 
     @classmethod
     def from_json(cls, value: Any) -> Pin | None:
@@ -88,8 +97,11 @@ class Pin:
         if not isinstance(value, dict):
             return None
         model, rate, router = value.get("model"), value.get("win_rate"), value.get("router")
+        switches = value.get("switches", 0)
+        if not isinstance(switches, int):
+            return None
         if isinstance(model, str) and isinstance(rate, int | float) and isinstance(router, str):
-            return cls(model, float(rate), router)
+            return cls(model, float(rate), router, switches)
         return None
 
 
@@ -134,28 +146,41 @@ def win_rate(decision: Decision) -> float | None:
 
 
 def keep(
-    policy: ConversationPolicy, pin: Pin | None, decision: Decision
+    policy: ConversationPolicy, pin: Pin | None, decision: Decision, max_switches: int = 1
 ) -> tuple[Decision, Pin | None]:
     """The rule itself: the decision this turn gets under `policy`, given the conversation's
-    `pin`, and the pin to store afterwards (None: store nothing)."""
+    `pin`, and the pin to store afterwards (None: store nothing). Under `upgrade` a conversation
+    moves to another model at most `max_switches` times: each switch costs the new model a
+    prompt cache it does not have."""
     rate = win_rate(decision)
     if policy == "per_turn":
         return decision, None
-    if pin is not None and pin.router == decision.requested:  # noqa: SIM102 (reads as the rule)
-        if policy == "sticky" or rate is None or rate <= pin.win_rate:
+    switches = 0
+    if pin is not None and pin.router == decision.requested:
+        moves = decision.model != pin.model
+        if (
+            policy == "sticky"
+            or rate is None
+            or rate <= pin.win_rate
+            or (moves and pin.switches >= max_switches)
+        ):
             return replace(decision, model=pin.model, reason="pinned"), pin
+        switches = pin.switches + moves
     if rate is None:
         return decision, None
-    return decision, Pin(decision.model, rate, decision.requested)
+    return decision, Pin(decision.model, rate, decision.requested, switches)
 
 
 class Conversations:
     """Applies the policy to routed decisions, with the state in a `Store`."""
 
-    def __init__(self, policy: ConversationPolicy, store: Store, ttl: float) -> None:
+    def __init__(
+        self, policy: ConversationPolicy, store: Store, ttl: float, max_switches: int = 1
+    ) -> None:
         self.policy = policy
         self.store = store
         self.ttl = ttl
+        self.max_switches = max_switches
         self.failures = 0
         """Routed requests decided alone because the store failed."""
         self.degraded = False
@@ -173,7 +198,7 @@ class Conversations:
             pin = None
             if not conversation.fresh:
                 pin = Pin.from_json(await self.store.get(NAMESPACE, key))
-            kept, new_pin = keep(self.policy, pin, decision)
+            kept, new_pin = keep(self.policy, pin, decision, self.max_switches)
             if record and new_pin is not None:
                 await self.store.put(NAMESPACE, key, new_pin.as_json(), self.ttl)
         except StoreUnavailable:

@@ -126,7 +126,10 @@ class Gateway:
         self.inflight = 0
         self.store = store or MemoryStore()
         self.conversations = Conversations(
-            settings.conversation_policy, self.store, settings.conversation_ttl
+            settings.conversation_policy,
+            self.store,
+            settings.conversation_ttl,
+            settings.conversation_max_switches,
         )
         self._writes: set[asyncio.Task[None]] = set()
         self.drain = drain or Drain(settings.shutdown_grace)

@@ -32,7 +32,7 @@ from gateway.ledger import (
     feedback,
     verdicts,
 )
-from gateway.pricing import Price, Usage, cost
+from gateway.pricing import Price, Usage, cost, lost_cache
 from gateway.quality import Verdict, quality_kept, reliability
 
 __all__ = [
@@ -212,9 +212,34 @@ def _savings(ledger: Ledger, since: float | None) -> dict[str, Any]:
     ).group_by(c.model)
     with ledger.engine.connect() as conn:
         groups = list(conn.execute(query))
-    return savings_report(
+    report = savings_report(
         (model, n, own, cost_, base, unpriced) for model, n, own, cost_, base, unpriced in groups
     )
+    return {**report, **_switches(ledger, since)}
+
+
+def _switches(ledger: Ledger, since: float | None) -> dict[str, Any]:
+    """Model switches within a conversation, and what they cost in lost prompt cache
+    (`pricing.lost_cache`): `model_switches`, `cache_lost_usd`."""
+    c = decisions.c
+    query = (
+        _select(c.conversation, c.model, c.input_tokens, since=since)
+        .where(c.conversation.is_not(None), c.status < 400)
+        .order_by(c.conversation, c.created)
+    )
+    models = ledger.settings.models
+    switches, lost = 0, 0.0
+    previous: Any = None
+    with ledger.engine.connect() as conn:
+        for row in conn.execute(query):
+            same = previous is not None and previous.conversation == row.conversation
+            if same and previous.model != row.model:
+                switches += 1
+                prefix = min(previous.input_tokens or 0, row.input_tokens or 0)
+                target = models.get(row.model)
+                lost += lost_cache(target.price if target else None, prefix)
+            previous = row
+    return {"model_switches": switches, "cache_lost_usd": lost}
 
 
 def _rows_for_analysis(ledger: Ledger, since: float | None) -> list[Any]:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeGuard
 
-__all__ = ["Price", "Usage", "cost"]
+__all__ = ["Price", "Usage", "cost", "lost_cache"]
 
 PER_TOKEN = 1e-6
 """Prices are quoted in USD per million tokens."""
@@ -88,3 +88,12 @@ def cost(price: Price | None, usage: Usage | None) -> float | None:
         + usage.output_tokens * price.output
     )
     return total * PER_TOKEN
+
+
+def lost_cache(price: Price | None, prefix_tokens: int) -> float:
+    """USD a model switch cost in prompt cache: the conversation's earlier prompt (`prefix_tokens`,
+    what the previous turn sent), paid at the new model's full input price instead of its cached
+    price. 0 when the price gives no cached rate (then caching saved nothing to lose)."""
+    if price is None or price.cached_input is None:
+        return 0.0
+    return prefix_tokens * max(price.input - price.cached_input, 0.0) * PER_TOKEN

@@ -199,6 +199,8 @@ class Settings:
     """`per_turn`, `sticky` or `upgrade`: whether later turns keep the conversation's model."""
     conversation_ttl: float = 3600.0
     """Seconds after a conversation's last turn that its state is kept."""
+    conversation_max_switches: int = 1
+    """Under `upgrade`, how often a conversation may move to another model."""
     redis_url: str | None = field(default=None, repr=False)
     """Conversation state in Redis, shared by replicas; None: kept in this process."""
     redis_timeout: float = 0.05
@@ -323,6 +325,9 @@ def load_settings(env: Mapping[str, str], config_path: str | None = None) -> Set
         routers={ROUTER: default_router, **named},
         conversation_policy=_conversation_policy(env),
         conversation_ttl=_positive(env, "ROUTELLM_CONVERSATION_TTL", 3600.0),
+        conversation_max_switches=int(
+            _positive(env, "ROUTELLM_CONVERSATION_MAX_SWITCHES", 1, integer=True)
+        ),
         redis_url=_redis_url(env),
         redis_timeout=_positive(env, "ROUTELLM_REDIS_TIMEOUT", 0.05),
         shutdown_grace=_positive(env, "ROUTELLM_SHUTDOWN_GRACE", 30.0),

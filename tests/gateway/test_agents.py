@@ -16,10 +16,11 @@ import pytest
 import yaml
 
 from gateway.app import create_app
-from gateway.conversations import identify
+from gateway.conversations import Pin, identify, keep
 from gateway.human_text import SKIP_TAGS, choose, parse_tags, strip_wrappers
 from gateway.providers import AnthropicMessages, ChatCompletions, Responses
 from gateway.providers.anthropic_messages import metadata_session
+from gateway.routing import Decision
 from gateway.settings import SettingsError, load_settings
 from tests.gateway.fake_upstream import FakeUpstream
 from tests.gateway.scripted import ScriptedClassifier
@@ -306,3 +307,23 @@ def test_an_upstreams_refusal_of_a_role_reaches_the_client_in_its_words(
         response = httpx.post(f"{url}/v1/messages", json=body)
     # The fake upstream answers anything with a message: the gateway refused nothing.
     assert response.status_code == 200, response.text
+
+
+def test_upgrade_moves_an_agents_conversation_at_most_once() -> None:
+    pin = Pin("small", 0.2, "router")
+    turns = [("mid", 0.5), ("big", 0.9), ("big", 0.95)]
+    models = []
+    for model, p in turns:
+        scores = {"LABEL_0": p, "LABEL_1": 1 - p, "LABEL_2": 0.0}
+        decided, new_pin = keep("upgrade", pin, Decision(model, "tier", "router", scores=scores))
+        pin = new_pin or pin
+        models.append(decided.model)
+    assert models == ["mid", "mid", "mid"]  # one switch, then the conversation holds
+    assert pin.switches == 1
+    twice = keep(
+        "upgrade",
+        Pin("mid", 0.5, "router", switches=1),
+        Decision("big", "tier", "router", scores={"LABEL_0": 0.9}),
+        max_switches=2,
+    )
+    assert twice[0].model == "big"

@@ -180,3 +180,50 @@ async def test_a_locked_database_buffers_rows_and_writes_them_once_released(
     assert ledger.stats().dropped == 0
     assert (await ledger_reports.savings(ledger))["requests"] == 21
     assert any("ledger: writes resumed" in r.getMessage() for r in caplog.records)
+
+
+async def test_savings_count_model_switches_and_the_prompt_cache_they_lost(
+    ledger: Ledger,
+) -> None:
+    now = time.time()
+    turns = [
+        row("strong", 0.9, conversation="c-1", input_tokens=1000, created=now),
+        row("weak", 0.2, conversation="c-1", input_tokens=3000, created=now + 1),  # a switch
+        row("weak", 0.2, conversation="c-1", input_tokens=5000, created=now + 2),
+        row("strong", 0.9, conversation="c-2", input_tokens=800, created=now + 3),
+        row("weak", 0.2, conversation="c-3", input_tokens=900, created=now + 4),  # its own
+    ]
+    for r in turns:
+        ledger.record(r)
+    await written(ledger, len(turns))
+    report = await ledger_reports.savings(ledger)
+    assert report["model_switches"] == 1
+    # The weak model paid full price for the 1,000 tokens it could have read from cache.
+    assert report["cache_lost_usd"] == pytest.approx(1000 * (0.15 - 0.075) / 1e6)
+
+
+async def test_a_ledger_of_an_earlier_version_gains_the_new_columns(settings: Settings) -> None:
+    path = str(settings.ledger.location)
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "CREATE TABLE routellm_decisions (id VARCHAR(64) PRIMARY KEY, created FLOAT NOT NULL,"
+            " endpoint VARCHAR(32) NOT NULL, requested VARCHAR(256) NOT NULL,"
+            " model VARCHAR(256) NOT NULL, reason VARCHAR(32) NOT NULL,"
+            " status INTEGER NOT NULL, stream BOOLEAN NOT NULL)"
+        )
+        db.execute(
+            "INSERT INTO routellm_decisions VALUES ('old', ?, 'chat', 'router', 'weak', 'weak',"
+            " 200, 0)",
+            (time.time(),),
+        )
+    opened = Ledger.open(settings)
+    try:
+        new = row("weak", 0.2, classified_chars=12, classified_from="user_text")
+        opened.record(new)
+        await written(opened, 1)
+        listed = await ledger_reports.recent_decisions(opened, limit=5, since=0)
+    finally:
+        await opened.aclose()
+    by_id = {r.id: r for r in listed}
+    assert by_id["old"].classified_from is None
+    assert (by_id[new.id].classified_chars, by_id[new.id].classified_from) == (12, "user_text")
