@@ -6,6 +6,8 @@ needed=(
   "redis-server:redis-server"
   "chromium:chromium"
   "/usr/lib/postgresql/15/bin/initdb:postgresql-15"
+  "node:nodejs"  # the agent CLI tests install Claude Code and Codex with npm
+  "npm:npm"
 )
 missing=()
 for entry in "${needed[@]}"; do
