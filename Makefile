@@ -7,10 +7,10 @@ DEV_STAMP := $(VENV)/.installed-dev
 HOST ?= 127.0.0.1
 PORT ?= 6060
 
-.PHONY: help install install-dev system-deps serve classifier test lint bench bench-compare clean
+.PHONY: help install install-dev system-deps serve classifier test lint bench bench-compare container-check clean
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -49,6 +49,9 @@ bench: $(DEV_STAMP)  ## classifier and gateway benchmarks (minutes; prints figur
 
 bench-compare: $(DEV_STAMP)  ## this gateway vs RouteLLM's server vs LiteLLM's proxy, one table (minutes)
 	$(BIN)/python bench/compare.py
+
+container-check: $(DEV_STAMP)  ## docker build + run: health, chat, ledger, drain (minutes; skips without docker)
+	PYTHON=$(BIN)/python scripts/container-check.sh
 
 clean:  ## remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -5,6 +5,7 @@ valid against the compose-spec schema, and every command, file and name they ref
 from __future__ import annotations
 
 import functools
+import importlib.util
 import json
 import re
 import shlex
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import tomllib
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -29,6 +31,8 @@ OVERLAYS = ["base", "overlays/cpu-classifier", "overlays/gpu-classifier"]
 KUBERNETES_VERSIONS = ["1.30.0", "1.37.0"]  # 1.30: the first with the preStop `sleep` action
 OUR_IMAGE = "routellm-gateway"
 BIN = Path(sys.executable).parent
+FIRST_START_SECONDS = 600
+"""How long a first start may take: the model's download (~1.1 GB) and its ONNX export (~80 s)."""
 
 
 def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
@@ -55,11 +59,6 @@ def check_command(argv: list[str]) -> None:
         assert flag in text, f"{argv[0]} has no {flag}"
 
 
-def check_python_c(argv: list[str]) -> None:
-    assert argv[:2] == ["python", "-c"]
-    compile(argv[2], "<healthcheck>", "exec")
-
-
 def dockerfile() -> list[tuple[str, str]]:
     """(instruction, arguments) of each Dockerfile instruction, continuation lines joined."""
     text = re.sub(r"\\\n", " ", (ROOT / "Dockerfile").read_text())
@@ -67,6 +66,46 @@ def dockerfile() -> list[tuple[str, str]]:
         ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")
     ]
     return [(ln.split(None, 1)[0].upper(), ln.split(None, 1)[1]) for ln in lines]
+
+
+def image_env() -> dict[str, str]:
+    """The Dockerfile's `ENV` variables."""
+    pairs = [p for i, args in dockerfile() if i == "ENV" for p in args.split()]
+    return dict(p.split("=", 1) for p in pairs)
+
+
+def copied_into_image() -> dict[str, Path]:
+    """Image path -> repository file, for each single-file `COPY` of the Dockerfile."""
+    copies = [args.split() for i, args in dockerfile() if i == "COPY"]
+    return {dest: ROOT / sources[0] for *sources, dest in copies if len(sources) == 1}
+
+
+def healthcheck_script() -> ModuleType:
+    """deploy/healthcheck.py, the image's HEALTHCHECK command, imported."""
+    spec = importlib.util.spec_from_file_location("healthcheck", ROOT / "deploy" / "healthcheck.py")
+    assert spec
+    assert spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def check_healthcheck(argv: list[str]) -> None:
+    """`argv` is `python -c CODE` that compiles, or `python FILE` with a file the image has."""
+    assert argv[0] == "python"
+    if argv[1] == "-c":
+        compile(argv[2], "<healthcheck>", "exec")
+        return
+    [path] = argv[1:]
+    source = copied_into_image()[path]
+    compile(source.read_text(), str(source), "exec")
+
+
+def seconds(duration: str) -> float:
+    """A Docker duration such as `600s` or `10m`."""
+    match = re.fullmatch(r"(\d+)([sm])", duration)
+    assert match, duration
+    return int(match[1]) * (60 if match[2] == "m" else 1)
 
 
 # --- Dockerfile -------------------------------------------------------------------------------
@@ -90,12 +129,81 @@ def test_dockerfile_copies_and_runs_what_exists() -> None:
         if instruction == "CMD":
             check_command(json.loads(args))
         if instruction == "HEALTHCHECK":
-            check_python_c(json.loads(args.split(" CMD ", 1)[1]))
+            check_healthcheck(json.loads(args.split(" CMD ", 1)[1]))
     instructions = {instruction: args for instruction, args in steps}
     assert instructions["FROM"].startswith("python:3.11-slim")
     assert instructions["USER"].split(":")[0] != "0"
     assert "6060" in instructions["EXPOSE"].split()
-    assert "/cache" in instructions["VOLUME"]
+    assert {"/cache", "/data"} <= set(json.loads(instructions["VOLUME"]))
+
+
+def test_dependencies_install_in_layers_no_source_feeds() -> None:
+    """A source edit rebuilds only the package's layer, never torch's (~1.4 GB)."""
+    steps = dockerfile()
+    runs = [i for i, (instruction, _) in enumerate(steps) if instruction == "RUN"]
+    deps = next(i for i in runs if "pip install -r" in steps[i][1])
+    package = next(i for i in runs if "pip install" in steps[i][1] and " ." in steps[i][1])
+    copied_before = [args.split()[:-1] for ins, args in steps[:deps] if ins == "COPY"]
+    assert copied_before == [["pyproject.toml"]]
+    assert "--no-deps" in steps[package][1].split()
+    torch = next(i for i in runs if "pip install torch" in steps[i][1])
+    assert torch < min(i for i, (ins, _) in enumerate(steps) if ins == "COPY")
+    pinned = re.search(r"torch==\S+", steps[torch][1])
+    dependencies = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert pinned
+    assert pinned[0] in dependencies
+
+
+def test_healthcheck_follows_the_port_served_and_covers_a_first_start() -> None:
+    script = healthcheck_script()
+    argv = ["python", "/usr/local/bin/routellm-gateway"]
+    assert script.served_address([*argv, "--host", "0.0.0.0", "--port", "7000"]) == (
+        "127.0.0.1",
+        7000,
+    )
+    assert script.served_address([*argv, "--port=7001"]) == ("127.0.0.1", 7001)
+    assert script.served_address(argv) == ("127.0.0.1", 6060)
+    assert script.served_address(["routellm-classifier"]) == ("127.0.0.1", 8800)
+    assert script.served_address([*argv, "calibrate", "--prompts", "p.jsonl"]) is None
+    assert script.served_address(["sh", "-c", "sleep 1"]) is None
+    # Every command the image is run with here is probed on its own port.
+    commands = [json.loads(a) for i, a in dockerfile() if i == "CMD"]
+    commands += [s["command"] for s in compose()["services"].values() if "build" in s]
+    for overlay in OVERLAYS:
+        ours = containers(rendered(overlay))
+        commands += [c["args"] for c in ours if c["image"].startswith(f"{OUR_IMAGE}:")]
+    for command in commands:
+        port = int(command[command.index("--port") + 1])
+        assert script.served_address(command) == ("127.0.0.1", port), command
+    healthcheck = next(a for i, a in dockerfile() if i == "HEALTHCHECK")
+    start = re.search(r"--start-period=(\S+)", healthcheck)
+    assert start
+    assert seconds(start[1]) >= FIRST_START_SECONDS
+
+
+def test_state_lives_in_a_writable_volume() -> None:
+    """The ledger (ROUTELLM_LEDGER) is a file in the image's /data volume, the gateway owns
+    it, and compose and Kubernetes mount a writable volume there."""
+    env = image_env()
+    ledger = Path(env["ROUTELLM_LEDGER"])
+    assert ledger.parent == Path("/data")
+    settings = load_settings({"OPENAI_API_KEY": "sk-test", **env})
+    assert settings.ledger.enabled
+    assert settings.ledger.location == str(ledger)
+    chown = next(a for i, a in dockerfile() if i == "RUN" and "chown" in a)
+    assert "/data" in chown.split("chown", 1)[1]
+    gateway = compose()["services"]["gateway"]
+    assert Path(gateway["environment"]["ROUTELLM_LEDGER"]).parent == ledger.parent
+    assert any(v.split(":")[1] == "/data" for v in gateway["volumes"])
+    for overlay in OVERLAYS:
+        resources = rendered(overlay)
+        config = by_kind(resources, "ConfigMap")["routellm-gateway-env"]["data"]
+        assert config["ROUTELLM_LEDGER"] == str(ledger)
+        pod = by_kind(resources, "Deployment")["routellm-gateway"]["spec"]["template"]["spec"]
+        [mount] = [m for m in pod["containers"][0]["volumeMounts"] if m["mountPath"] == "/data"]
+        assert not mount.get("readOnly")
+        [volume] = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+        assert "emptyDir" in volume or "persistentVolumeClaim" in volume
 
 
 # --- Kubernetes -------------------------------------------------------------------------------
@@ -153,6 +261,12 @@ def test_overlay_wiring_refers_to_what_exists(overlay: str) -> None:
             selector.items() <= d["spec"]["template"]["metadata"]["labels"].items()
             for d in deployments.values()
         ), service["metadata"]["name"]
+    for deployment in deployments.values():
+        for container in deployment["spec"]["template"]["spec"]["containers"]:
+            probe = container.get("startupProbe")
+            if probe and container["image"].startswith(f"{OUR_IMAGE}:"):
+                window = probe["periodSeconds"] * probe["failureThreshold"]
+                assert window >= FIRST_START_SECONDS, container["name"]
     for hpa in by_kind(resources, "HorizontalPodAutoscaler").values():
         assert hpa["spec"]["scaleTargetRef"]["name"] in deployments
 
@@ -216,7 +330,14 @@ def test_compose_refers_to_what_exists() -> None:
             assert (context / service["build"]["dockerfile"]).is_file()
             check_command(service["command"])
             if "healthcheck" in service:
-                check_python_c(service["healthcheck"]["test"][1:])
+                check_healthcheck(service["healthcheck"]["test"][1:])
+                assert seconds(service["healthcheck"]["start_period"]) >= FIRST_START_SECONDS
+            # The Dockerfile's torch index is passed: unset, compose stops instead of pulling
+            # the CUDA build.
+            args = service["build"]["args"]
+            declared = {a.split("=")[0] for i, a in dockerfile() if i == "ARG"}
+            assert args.keys() <= declared
+            assert args["PIP_EXTRA_INDEX_URL"].startswith("${PIP_EXTRA_INDEX_URL?")
         for volume in service.get("volumes", []):
             source = volume.split(":", 1)[0]
             if source.startswith("."):
