@@ -139,16 +139,22 @@ class Gateway:
         """Judges a share of routed answers in the background (`quality:`); None: off."""
 
     def chosen_text(self, call: Call) -> ChosenText:
-        """The words of `call` that the router classifies (`gateway.human_text`)."""
+        """The words of `call` that the router classifies (`gateway.human_text`); `complete`
+        chooses them once per request, for the decision and the ledger row."""
         return choose(call.user_texts, self.settings.classify_skip_tags)
 
     async def decide(
-        self, call: Call, conversation: Conversation | None = None, *, record: bool = True
+        self,
+        call: Call,
+        conversation: Conversation | None = None,
+        *,
+        record: bool = True,
+        chosen: ChosenText | None = None,
     ) -> Decision:
         """The decision for `call`; within `conversation`, the policy may keep its model
         (`record=False`: without updating the conversation's state). A turn of an agent's tool
         loop (no new human words) keeps the model its conversation holds, unclassified."""
-        chosen = self.chosen_text(call)
+        chosen = chosen or self.chosen_text(call)
         if chosen.source == "previous_turn" and conversation is not None:
             held = await self._held(call.model, conversation)
             if held is not None:
@@ -200,7 +206,7 @@ class Gateway:
         handed_over = False
         try:
             with self.tracing.child(exchange.span, "classify", SpanKind.INTERNAL):
-                exchange.decision = await self._decide(provider, call, conversation)
+                exchange.decision = await self._decide(provider, exchange, conversation)
             exchange.classify_ms = exchange.elapsed_ms()
             target = self.settings.models[exchange.decision.model].upstream_model
             name = f"{OPERATIONS[provider.name]} {target}"
@@ -239,8 +245,9 @@ class Gateway:
         self.telemetry.upstream_error(model, code)
 
     async def _decide(
-        self, provider: Provider, call: Call, conversation: Conversation | None
+        self, provider: Provider, exchange: Exchange, conversation: Conversation | None
     ) -> Decision:
+        call = exchange.call
         kind = self.decider.api_kind(call.model)  # unknown or malformed names fail here
         if kind != provider.upstream_kind:
             raise InvalidRequest(
@@ -259,7 +266,7 @@ class Gateway:
         owner = await self._owner(call.previous_id) if call.previous_id else None
         if owner is not None:
             return self.decider.continuing(call.model, owner)
-        return await self.decide(call, conversation)
+        return await self.decide(call, conversation, chosen=exchange.chosen)
 
     async def _owner(self, answer_id: str) -> str | None:
         """The model that made an earlier answer; None when unknown (or the store is down: the
