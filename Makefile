@@ -36,7 +36,7 @@ classifier: $(STAMP)  ## run the classifier HTTP service on 127.0.0.1:8800
 system-deps:  ## Debian packages the tests start (redis-server, chromium, PostgreSQL); apt-get when missing
 	scripts/system-deps.sh
 
-test: $(DEV_STAMP) system-deps  ## run the whole test suite
+test: $(DEV_STAMP) system-deps lint  ## the linters, then the whole test suite (what CI runs)
 	$(BIN)/pytest
 
 lint: $(DEV_STAMP)  ## ruff and mypy strict

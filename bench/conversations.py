@@ -35,7 +35,7 @@ from bench.soak import (  # noqa: E402
     write_config,
 )
 from classifier.synthetic import build_checkpoint  # noqa: E402
-from gateway.state import MemoryStore, RedisStore, Store  # noqa: E402
+from gateway.routing.state import MemoryStore, RedisStore, Store  # noqa: E402
 from tests.gateway.scripted import RedisServer  # noqa: E402
 
 CLIENTS = 16

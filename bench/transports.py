@@ -44,7 +44,7 @@ def serve(port: int, name: str) -> None:
     import uvicorn
 
     from gateway.app import create_app
-    from gateway.settings import from_environment
+    from gateway.settings.load import from_environment
 
     app = create_app(from_environment(), transport=transport(name))
     uvicorn.run(

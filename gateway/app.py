@@ -22,19 +22,19 @@ from litestar.exceptions import HTTPException
 from opentelemetry.sdk.trace import TracerProvider
 
 from classifier import Classifier, open_classifier
-from gateway.admin import ADMIN_HANDLERS
+from gateway.drain import Drain, refuse_when_draining
 from gateway.errors import ClientDisconnected, GatewayError, error_body
-from gateway.feedback import FEEDBACK_HANDLERS
 from gateway.flow import Gateway
-from gateway.ledger import Ledger
-from gateway.routes import HANDLERS, provider_for
-from gateway.settings import Settings, from_environment
-from gateway.shadow import Shadow
-from gateway.shutdown import Drain, refuse_when_draining
-from gateway.state import open_store
-from gateway.telemetry import Telemetry
-from gateway.tracing import Tracing
-from gateway.tracing import tracer_provider as make_tracer_provider
+from gateway.http.admin import ADMIN_HANDLERS
+from gateway.http.feedback import FEEDBACK_HANDLERS
+from gateway.http.handlers import HANDLERS, provider_for
+from gateway.ledger.writer import Ledger
+from gateway.observe.metrics import Telemetry
+from gateway.observe.tracing import Tracing
+from gateway.observe.tracing import tracer_provider as make_tracer_provider
+from gateway.quality.shadow import Shadow
+from gateway.routing.state import open_store
+from gateway.settings.load import Settings, from_environment
 
 log = logging.getLogger("routellm.gateway")
 
@@ -110,7 +110,7 @@ def create_app(
     return Litestar(
         route_handlers=[*HANDLERS, *ADMIN_HANDLERS, *FEEDBACK_HANDLERS],
         lifespan=[lifespan],
-        # The drain begins on SIGTERM under `routellm-gateway` (gateway.shutdown.serve).
+        # The drain begins on SIGTERM under `routellm-gateway` (gateway.drain.serve).
         state=State({"drain": drain}),
         guards=[refuse_when_draining],
         exception_handlers={

@@ -14,7 +14,8 @@ from typing import Any
 
 from classifier.base import ClassifierError
 from classifier.logs import configure_logging, logging_config
-from gateway.settings import Settings, SettingsError, load_settings
+from classifier.settings import SettingsError
+from gateway.settings.load import Settings, load_settings
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -42,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from classifier import open_classifier
     from gateway.app import create_app
-    from gateway.shutdown import serve
+    from gateway.drain import serve
 
     # An in-process model is loaded before the server starts, so one that cannot load is one
     # line, not the traceback uvicorn prints for a failed lifespan (its batcher serves any
@@ -74,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def read_prompts(path: Path) -> list[str]:
     """JSONL of `{"prompt": ...}` or chat `{"messages": [...]}`, or plain text one per line."""
-    from gateway.human_text import text_of
+    from gateway.routing.human_text import text_of
 
     prompts = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
@@ -205,7 +206,7 @@ def _calibrate_tiers(
 
 async def _win_rates(settings: Settings, prompts: list[str]) -> list[float]:
     from classifier import open_classifier
-    from gateway.routing import STRONG_LABEL
+    from gateway.routing.decider import STRONG_LABEL
 
     classifier = await open_classifier(settings.classifier)
     try:
@@ -220,7 +221,7 @@ async def _win_rates(settings: Settings, prompts: list[str]) -> list[float]:
 def _calibrate_from_ledger(config: str | None, since_text: str | None, share: float) -> int:
     """Print the threshold for `share` from recorded scores, then a table of strong share and
     cost at nearby thresholds (the ledger's what-if rule)."""
-    from gateway.ledger_reports import parse_since
+    from gateway.ledger.reports import parse_since
 
     try:
         settings = load_settings(os.environ, config)
@@ -249,14 +250,14 @@ def _calibrate_from_ledger(config: str | None, since_text: str | None, share: fl
 
 
 async def _recorded_win_rates(settings: Settings, since: str | None) -> list[float]:
-    from gateway import ledger_reports
-    from gateway.ledger import Ledger
+    from gateway.ledger import reports
+    from gateway.ledger.writer import Ledger
 
     if not settings.ledger.enabled:
         raise SettingsError("ROUTELLM_LEDGER=off: there is no ledger to calibrate from")
     ledger = Ledger.open(settings)
     try:
-        return await ledger_reports.win_rates(ledger, ledger_reports.parse_since(since))
+        return await reports.win_rates(ledger, reports.parse_since(since))
     finally:
         await ledger.aclose()
 
@@ -266,17 +267,17 @@ async def _ledger_table(
 ) -> tuple[float | None, list[dict[str, Any]], int]:
     import numpy as np
 
-    from gateway import ledger_reports
-    from gateway.ledger import Ledger
+    from gateway.ledger import reports
+    from gateway.ledger.writer import Ledger
 
     ledger = Ledger.open(settings)
     try:
-        rates = await ledger_reports.win_rates(ledger, since)
+        rates = await reports.win_rates(ledger, since)
         if not rates:
             return None, [], 0
         threshold = float(np.quantile(np.array(rates), 1.0 - share))
         nearby = sorted({min(max(threshold + d, 0.0), 1.0) for d in (-0.1, -0.05, 0, 0.05, 0.1)})
-        table = [await ledger_reports.what_if(ledger, t, since) for t in nearby]
+        table = [await reports.what_if(ledger, t, since) for t in nearby]
     finally:
         await ledger.aclose()
     return threshold, table, len(rates)
@@ -284,11 +285,11 @@ async def _ledger_table(
 
 def evaluate_main(argv: Sequence[str]) -> int:
     """`evaluate`: the router's quality against strong-call share on labelled prompts, with
-    RouteLLM's APGR and CPT beside random routing (see `gateway.evaluate`)."""
+    RouteLLM's APGR and CPT beside random routing (see `gateway.quality.evaluate`)."""
     parser = argparse.ArgumentParser(
         prog="routellm-gateway evaluate",
         description="Classify labelled prompts, then for every threshold print the strong-call "
-        "share and the quality reached, with APGR, CPT(50%%) and CPT(80%%) against random "
+        "share and the quality reached, with APGR, CPT(50%) and CPT(80%) against random "
         "routing. FILE is JSONL: {'prompt': ..., 'quality': {'<strong>': 1, '<weak>': 0}}, "
         "RouteLLM's per-model columns, or the ledger's export with shadow verdicts.",
     )
@@ -310,13 +311,13 @@ def evaluate_main(argv: Sequence[str]) -> int:
         settings = load_settings(os.environ, ns.config)
         report = asyncio.run(_evaluate(settings, ns.router, ns.data, ns.strong, ns.weak))
         if ns.plot is not None:
-            from gateway.evaluate import plot
+            from gateway.quality.evaluate import plot
 
             plot(report, ns.plot, ns.router)
     except (SettingsError, ClassifierError, OSError) as exc:
         print(f"routellm-gateway evaluate: {exc}", file=sys.stderr)
         return 2
-    from gateway.evaluate import format_report
+    from gateway.quality.evaluate import format_report
 
     print(format_report(report, ns.router))
     if ns.plot is not None:
@@ -328,8 +329,8 @@ async def _evaluate(
     settings: Settings, router: str, data: Path, strong: str | None, weak: str | None
 ) -> Any:
     from gateway.errors import GatewayError
-    from gateway.evaluate import OnDemand, evaluate, read_examples
-    from gateway.routing import Decider
+    from gateway.quality.evaluate import OnDemand, evaluate, read_examples
+    from gateway.routing.decider import Decider
 
     classifier = OnDemand(settings.classifier)
     try:

@@ -16,8 +16,8 @@
         └── UpstreamTimeout   504     no first byte, or a stream went idle, in time
 
 Lower-layer errors (httpx) are translated into this tree in exactly one place,
-`gateway.upstream.translate_httpx_error`; a provider renders it in its API's shape
-(`gateway.providers`), OpenAI's by default through `error_body`.
+`gateway.upstream.forwarder.translate_httpx_error`; a provider renders it in its API's shape
+(`gateway.apis`), OpenAI's by default through `error_body`.
 """
 
 from __future__ import annotations
@@ -130,7 +130,7 @@ class UpstreamError(GatewayError):
     retryable = True
     scope: Literal["host", "deployment"] = "deployment"
     """What the failure counts against: the upstream's host (refused, reset, DNS, TLS) or the
-    one model that was asked (5xx, 408/409/429, timeouts). See `gateway.breaker`."""
+    one model that was asked (5xx, 408/409/429, timeouts). See `gateway.upstream.breakers`."""
 
 
 class UpstreamStatus(UpstreamError):

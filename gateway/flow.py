@@ -13,8 +13,8 @@ import httpx
 from opentelemetry.trace import Span, SpanKind
 
 from classifier.base import Classifier
-from gateway.conversations import HEADER as CONVERSATION_HEADER
-from gateway.conversations import Conversation, Conversations
+from gateway.apis.base import Provider
+from gateway.drain import Drain
 from gateway.errors import (
     GatewayError,
     InvalidRequest,
@@ -23,19 +23,20 @@ from gateway.errors import (
     UpstreamError,
     UpstreamStatus,
 )
-from gateway.human_text import ChosenText, choose
-from gateway.ledger import DecisionRow, Ledger, new_request_id
-from gateway.logs import log_request
-from gateway.pricing import Usage, cost
-from gateway.providers.base import Call, Provider
-from gateway.routing import Decider, Decision
-from gateway.settings import Settings
-from gateway.shadow import Shadow
-from gateway.shutdown import Drain
-from gateway.state import MemoryStore, Store, StoreUnavailable
-from gateway.telemetry import Telemetry
-from gateway.tracing import OPERATIONS, Tracing
-from gateway.upstream import Forwarder, Opened
+from gateway.ledger.pricing import Usage, cost
+from gateway.ledger.writer import DecisionRow, Ledger, new_request_id
+from gateway.observe.logs import log_request
+from gateway.observe.metrics import Telemetry
+from gateway.observe.tracing import OPERATIONS, Tracing
+from gateway.quality.shadow import Shadow
+from gateway.routing.call import Call
+from gateway.routing.conversations import HEADER as CONVERSATION_HEADER
+from gateway.routing.conversations import Conversation, Conversations
+from gateway.routing.decider import Decider, Decision
+from gateway.routing.human_text import ChosenText, choose
+from gateway.routing.state import MemoryStore, Store, StoreUnavailable
+from gateway.settings.load import Settings
+from gateway.upstream.forwarder import Forwarder, Opened
 
 ANSWERS = "answers"
 """Store namespace: answer id → the model that made it (Responses' `previous_response_id`)."""
@@ -133,13 +134,13 @@ class Gateway:
         )
         self._writes: set[asyncio.Task[None]] = set()
         self.drain = drain or Drain(settings.shutdown_grace)
-        """Streams still running when the shutdown grace ends are cut (`gateway.shutdown`)."""
+        """Streams still running when the shutdown grace ends are cut (`gateway.drain`)."""
         self.tracing = tracing or Tracing(None)
         self.shadow = shadow
         """Judges a share of routed answers in the background (`quality:`); None: off."""
 
     def chosen_text(self, call: Call) -> ChosenText:
-        """The words of `call` that the router classifies (`gateway.human_text`); `complete`
+        """The words of `call` that the router classifies (`gateway.routing.human_text`); `complete`
         chooses them once per request, for the decision and the ledger row."""
         return choose(call.user_texts, self.settings.classify_skip_tags)
 

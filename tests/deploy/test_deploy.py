@@ -21,8 +21,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from gateway.settings import load_settings
-from gateway.shutdown import FLUSH_SECONDS
+from gateway.drain import FLUSH_SECONDS
+from gateway.settings.load import load_settings
 from tests.deploy.kustomize import Resource, build, containers
 
 ROOT = Path(__file__).resolve().parents[2]

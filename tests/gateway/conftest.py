@@ -16,9 +16,9 @@ import yaml
 
 from classifier.local import LocalClassifier
 from classifier.settings import ClassifierSettings
-from gateway import ledger
 from gateway.app import create_app
-from gateway.settings import Settings, load_settings
+from gateway.ledger import writer
+from gateway.settings.load import Settings, load_settings
 from tests.gateway.fake_upstream import FakeUpstream
 from tests.servers import serve
 
@@ -116,7 +116,7 @@ def gateway(
 @pytest.fixture(autouse=True)
 def _ledger_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Gateways without `ROUTELLM_LEDGER` keep their ledger here, never in the user's state dir."""
-    monkeypatch.setattr(ledger, "default_ledger_path", lambda: tmp_path / "ledger.sqlite3")
+    monkeypatch.setattr(writer, "default_ledger_path", lambda: tmp_path / "ledger.sqlite3")
 
 
 class SDK:

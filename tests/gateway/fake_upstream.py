@@ -24,7 +24,7 @@ entry, up to a first ':'), so one server plays every part; answers name the whol
     huge-body     a non-streamed answer of about 2 MiB
     slow-stream   the normal stream, one chunk every SLOW_STREAM_GAP seconds (a long answer
                   in flight, for the shutdown drain)
-    judge         a shadow judge (`gateway.shadow`'s prompt): the verdict is scripted by a
+    judge         a shadow judge (`gateway.quality.shadow`'s prompt): the verdict is scripted by a
                   `verdict=strong|tie|weak` written in the judged question (tie without one);
                   it finds which of answers A and B is the strong model's (the one whose text
                   holds "strong") and answers [[A]], [[B]] or [[C]] accordingly

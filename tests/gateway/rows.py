@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from gateway.ledger import DecisionRow, new_request_id
-from gateway.pricing import Price, Usage, cost
+from gateway.ledger.pricing import Usage, cost
+from gateway.ledger.writer import DecisionRow, new_request_id
+from gateway.settings.prices import Price
 
 STRONG_PRICE = Price(input=2.5, output=10.0)
 WEAK_PRICE = Price(input=0.15, output=0.6, cached_input=0.075)

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from gateway import cli
-from gateway.ledger import Ledger
-from gateway.settings import load_settings
+from gateway.ledger.writer import Ledger
+from gateway.settings.load import load_settings
 from tests.gateway.rows import row
 
 PRICES = '{"gpt-4o": {"input": 2.5, "output": 10}, "gpt-4o-mini": {"input": 0.15, "output": 0.6}}'

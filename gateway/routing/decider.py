@@ -1,0 +1,231 @@
+"""Routing decisions: which model answers a chat request, and why.
+
+Three kinds of model name reach the gateway:
+
+- `router`, and each name under the config's `routers:`: classified. With tiers, the first tier
+  whose `min_win_rate` ≤ P(LABEL_0) answers. With a label mapping (the seed's rule) the top label
+  picks the model and a top score below the threshold picks the fallback; otherwise RouteLLM's
+  strong/weak rule.
+- `router-bert-<t>`: RouteLLM's rule: strong model when P(LABEL_0), the strong model's predicted
+  win rate, is at least `t`, else the weak model.
+- a configured model name: sent straight through (reason `direct`), never classified or swapped.
+
+Only the newest user turn's own words are classified (`gateway.routing.human_text`). That is what
+RouteLLM's router was trained on (single Chatbot Arena prompts) and what it classifies itself;
+the whole conversation would dilute the question with old turns, blow past the 512-token window,
+and change the decision every turn. Tool results, images and agents' wrappers are not the
+user's question.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from classifier.base import Classifier, ClassifierError, Scores
+from gateway.errors import InvalidRequest, ModelNotFound
+from gateway.settings.load import Settings
+from gateway.settings.routing import RouterSpec
+from gateway.settings.upstreams import UpstreamKind
+
+ROUTER = "router"
+STRONG_LABEL = "LABEL_0"
+ROUTER_NAME = re.compile(r"^router-(?P<router>[A-Za-z0-9_]+)-(?P<threshold>.*)$")
+
+Reason = Literal[
+    "mapped",
+    "unmapped",
+    "below_threshold",
+    "strong",
+    "weak",
+    "direct",
+    "no_text",
+    "classifier_error",
+    "upstream_fallback",
+    "pinned",
+    "tier",
+]
+"""Why a decision chose its model (the `x-routellm-reason` header)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The model chosen for one request, and the evidence."""
+
+    model: str
+    """Client-facing name of the chosen model (a key of `Settings.models`)."""
+    reason: Reason
+    requested: str
+    """The `model` the client sent."""
+    label: str | None = None
+    """The classifier's top label, when it ran."""
+    score: float | None = None
+    """Mapping rule: the top label's probability. RouteLLM rule: P(LABEL_0), the win rate."""
+    scores: Mapping[str, float] | None = field(default=None)
+    threshold: float | None = None
+    fallback: str | None = None
+    """Where the request may move if the chosen model's upstream fails before its first byte:
+    its router's fallback; None for a model asked for by name (never swapped) or pinned to an
+    earlier answer."""
+
+    @property
+    def routed(self) -> bool:
+        """Chosen by a router (a conversation may keep it), not asked for by name."""
+        return self.reason != "direct"
+
+    def headers(self) -> dict[str, str]:
+        return {
+            "x-routellm-model": self.model,
+            "x-routellm-label": self.label or "none",
+            "x-routellm-score": "none" if self.score is None else f"{self.score:.6f}",
+            "x-routellm-reason": self.reason,
+        }
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "requested": self.requested,
+            "reason": self.reason,
+            "label": self.label,
+            "score": self.score,
+            "scores": dict(self.scores) if self.scores is not None else None,
+            "threshold": self.threshold,
+        }
+
+    def fall_back(self, model: str) -> Decision:
+        """This decision moved to `model` because the chosen upstream failed."""
+        return replace(self, model=model, reason="upstream_fallback", fallback=None)
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """How a model name is to be served."""
+
+    kind: Literal["direct", "mapping", "winrate", "tiers"]
+    threshold: float | None = None
+    router: RouterSpec | None = None
+    """The routed name's rule; None for a direct model."""
+
+
+class Decider:
+    """Turns a requested model name and the text to classify into a `Decision`."""
+
+    def __init__(self, settings: Settings, classifier: Classifier) -> None:
+        self.settings = settings
+        self.classifier = classifier
+
+    def policy(self, name: str) -> Policy:
+        """How `name` is served; `ModelNotFound` / `InvalidRequest` for names it cannot serve."""
+        s = self.settings
+        if name in s.models:
+            return Policy("direct")
+        spec = s.routers.get(name)
+        if spec is not None:
+            return Policy(spec.kind, spec.threshold, spec)
+        match = ROUTER_NAME.match(name)
+        if match is None:
+            raise ModelNotFound(
+                f"The model {name!r} does not exist on this gateway: use 'router', "
+                "'router-bert-<threshold>' or a name from GET /v1/models",
+                param="model",
+            )
+        if match["router"] != "bert":
+            raise InvalidRequest(
+                f"Router {match['router']!r} is not served here: only the BERT router is, "
+                "as 'router-bert-<threshold>', e.g. 'router-bert-0.5'",
+                param="model",
+                code="invalid_model",
+            )
+        try:
+            threshold = float(match["threshold"])
+        except ValueError:
+            threshold = -1.0
+        if not 0.0 <= threshold <= 1.0:
+            raise InvalidRequest(
+                f"{name!r}: the threshold after 'router-bert-' must be a number between 0 and 1, "
+                "e.g. 'router-bert-0.5'",
+                param="model",
+                code="invalid_model",
+            )
+        if not (s.strong and s.weak):
+            raise InvalidRequest(
+                f"{name!r} needs a strong and a weak model: set ROUTELLM_STRONG_MODEL and "
+                "ROUTELLM_WEAK_MODEL on the gateway",
+                param="model",
+                code="invalid_model",
+            )
+        return Policy("winrate", threshold, s.routers[ROUTER])
+
+    async def decide(self, name: str, text: str) -> Decision:
+        """`text`: what the API's provider extracted for classification ('' when none)."""
+        policy = self.policy(name)
+        if policy.kind == "direct":
+            return Decision(model=name, reason="direct", requested=name)
+        assert policy.router is not None  # every routed policy carries its router
+        fallback = policy.router.fallback
+        if not text:
+            return Decision(
+                fallback, "no_text", name, threshold=policy.threshold, fallback=fallback
+            )
+        try:
+            (scores,) = await self.classifier.classify([text])
+        except ClassifierError:
+            return Decision(
+                fallback, "classifier_error", name, threshold=policy.threshold, fallback=fallback
+            )
+        return self.apply(policy, scores, name)
+
+    def continuing(self, name: str, owner: str) -> Decision:
+        """A call that continues an answer `owner` made: it must reach the same upstream."""
+        models = self.settings.models
+        if self.policy(name).kind != "direct":
+            return Decision(owner, "pinned", name)
+        if models[name].upstream != models[owner].upstream:
+            raise InvalidRequest(
+                f"the previous response was made by {owner!r} on upstream "
+                f"{models[owner].upstream!r}, which {name!r} cannot reach: ask for {owner!r} "
+                "or a model on the same upstream",
+                param="previous_response_id",
+            )
+        return Decision(name, "direct", name)
+
+    def api_kind(self, name: str) -> UpstreamKind:
+        """Which API family serves `name`: its own upstream's, or for a router its models'
+        (`load_settings` makes every model of a router share one kind)."""
+        policy = self.policy(name)
+        if policy.router is None:
+            return self.settings.kind_of(name)
+        return self.settings.kind_of(policy.router.fallback)
+
+    def apply(self, policy: Policy, scores: Scores, requested: str) -> Decision:
+        """The rule itself, on scores already computed (also used by `calibrate`)."""
+        r = policy.router
+        assert r is not None  # `apply` is only reached for routed names
+        label, top = scores.top
+        threshold = policy.threshold if policy.threshold is not None else r.threshold
+
+        def decision(
+            model: str, reason: Reason, score: float, at: float | None = threshold
+        ) -> Decision:
+            return Decision(
+                model, reason, requested, label, score, scores.as_dict(), at, r.fallback
+            )
+
+        if policy.kind == "mapping":
+            assert r.mapping is not None
+            if top < threshold:
+                return decision(r.fallback, "below_threshold", top)
+            if label not in r.mapping:
+                return decision(r.fallback, "unmapped", top)
+            return decision(r.mapping[label], "mapped", top)
+        win_rate = scores.get(STRONG_LABEL)
+        if policy.kind == "tiers":
+            tier = next(t for t in r.tiers if t.min_win_rate is None or t.min_win_rate <= win_rate)
+            return decision(tier.model, "tier", win_rate, tier.min_win_rate)
+        assert r.strong is not None
+        assert r.weak is not None
+        if win_rate >= threshold:
+            return decision(r.strong, "strong", win_rate)
+        return decision(r.weak, "weak", win_rate)
