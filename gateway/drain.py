@@ -1,7 +1,7 @@
 """Graceful shutdown: on SIGTERM the gateway drains before uvicorn shuts it down.
 
     drain = app.state.drain                      # built by create_app from ROUTELLM_SHUTDOWN_GRACE
-    async with drain.limit(): await next_frame   # the flow's relay: cut after the grace
+    async with drain.limit(): await next_frame   # the flow's waits: cut after the grace
     DrainingServer(uvicorn.Config(app, ...), drain).run()   # what `routellm-gateway` runs
 
 While draining (from the first SIGTERM or SIGINT):
@@ -9,8 +9,10 @@ While draining (from the first SIGTERM or SIGINT):
   traffic, and new `/v1/*` POSTs answer 503 in the OpenAI shape (`refuse_when_draining`);
 - requests and streams in flight may finish within `grace` seconds;
 - at the deadline, each stream still running gets its API's error event (for Chat Completions
-  `data: {"error": ...}`, no `[DONE]`) and its upstream request is closed; a second signal
-  brings the deadline forward to now;
+  `data: {"error": ...}`, no `[DONE]`) and its upstream request is closed; a request still
+  waiting for its upstream's first byte (or a non-streamed answer) gets 503 `shutting_down` in
+  its API's shape, with its request id and ledger row; a second signal brings the deadline
+  forward to now;
 - once nothing is in flight, uvicorn's own shutdown runs and the process exits 0.
 
 uvicorn alone closes its listener at once, waits without bound (or cancels silently after
@@ -75,11 +77,13 @@ class Drain:
             finally:
                 self._waiting.discard(timeout)
 
-    def cut(self) -> ShuttingDown:
-        """The error a stream still running after the grace ends with."""
-        log.warning("stream cut: the shutdown grace of %gs has passed", self.grace)
+    def cut(self, *, started: bool = True) -> ShuttingDown:
+        """The error a request still running after the grace ends with: a stream's last event,
+        or (`started=False`) the answer to one still waiting for its upstream's first byte."""
+        what = "stream" if started else "request"
+        log.warning("%s cut: the shutdown grace of %gs has passed", what, self.grace)
         return ShuttingDown(
-            f"The gateway is shutting down: the stream was cut after the {self.grace:g}s grace "
+            f"The gateway is shutting down: the {what} was cut after the {self.grace:g}s grace "
             "(ROUTELLM_SHUTDOWN_GRACE); retry the request"
         )
 

@@ -7,10 +7,10 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncGenerator, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import httpx
-from opentelemetry.trace import Span, SpanKind
+from opentelemetry.trace import SpanKind
 
 from classifier.base import Classifier
 from gateway.apis.base import Provider
@@ -23,14 +23,14 @@ from gateway.errors import (
     UpstreamError,
     UpstreamStatus,
 )
-from gateway.ledger.pricing import Usage, cost
-from gateway.ledger.writer import DecisionRow, Ledger, new_request_id
+from gateway.exchange import Exchange
+from gateway.ledger.pricing import cost
+from gateway.ledger.writer import Ledger
 from gateway.observe.logs import log_request
 from gateway.observe.metrics import Telemetry
 from gateway.observe.tracing import OPERATIONS, Tracing
 from gateway.quality.shadow import Shadow
 from gateway.routing.call import Call
-from gateway.routing.conversations import HEADER as CONVERSATION_HEADER
 from gateway.routing.conversations import Conversation, Conversations
 from gateway.routing.decider import Decider, Decision
 from gateway.routing.human_text import ChosenText, choose
@@ -206,19 +206,8 @@ class Gateway:
         self._enter()
         handed_over = False
         try:
-            with self.tracing.child(exchange.span, "classify", SpanKind.INTERNAL):
-                exchange.decision = await self._decide(provider, exchange, conversation)
-            exchange.classify_ms = exchange.elapsed_ms()
-            target = self.settings.models[exchange.decision.model].upstream_model
-            name = f"{OPERATIONS[provider.name]} {target}"
-            with self.tracing.child(exchange.span, name, SpanKind.CLIENT) as upstream:
-                trace_headers = self.tracing.upstream_headers(upstream, incoming)
-                opened = await self.forwarder.open(provider, exchange.decision, call, trace_headers)
+            opened = await self._open(provider, exchange, conversation, incoming)
             exchange.decision = opened.decision
-            exchange.first_byte_ms = exchange.elapsed_ms()
-            self.telemetry.first_byte(
-                opened.decision.model, (exchange.first_byte_ms - exchange.classify_ms) / 1000
-            )
             answer = self._answer(opened, exchange)
             handed_over = answer.frames is not None
             if not handed_over:
@@ -231,6 +220,38 @@ class Gateway:
         finally:
             if not handed_over:
                 self._leave()
+
+    async def _open(
+        self,
+        provider: Provider,
+        exchange: Exchange,
+        conversation: Conversation | None,
+        incoming: Mapping[str, str],
+    ) -> Opened:
+        """Decide, then open the upstream: its first byte, or the whole of a non-streamed answer.
+        Bounded by the drain: at the grace's end the wait is cancelled (closing the upstream
+        request) and the client is answered 503 `shutting_down` in its API's shape."""
+        try:
+            async with self.drain.limit():
+                with self.tracing.child(exchange.span, "classify", SpanKind.INTERNAL):
+                    exchange.decision = await self._decide(provider, exchange, conversation)
+                exchange.classify_ms = classified = exchange.elapsed_ms()
+                target = self.settings.models[exchange.decision.model].upstream_model
+                name = f"{OPERATIONS[provider.name]} {target}"
+                with self.tracing.child(exchange.span, name, SpanKind.CLIENT) as upstream:
+                    trace_headers = self.tracing.upstream_headers(upstream, incoming)
+                    opened = await self.forwarder.open(
+                        provider, exchange.decision, exchange.call, trace_headers
+                    )
+        except TimeoutError:
+            if not self.drain.past_deadline():
+                raise
+            raise self.drain.cut(started=False) from None
+        exchange.first_byte_ms = exchange.elapsed_ms()
+        self.telemetry.first_byte(
+            opened.decision.model, (exchange.first_byte_ms - classified) / 1000
+        )
+        return opened
 
     def _enter(self) -> None:
         self.inflight += 1
@@ -370,76 +391,3 @@ class Gateway:
             pair=pair,
             answer=exchange.answer_body,
         )
-
-
-@dataclass
-class Exchange:
-    """One request on its way through the flow: what the account step records."""
-
-    provider: Provider
-    call: Call
-    chosen: ChosenText
-    """What the router classified (its length and source go to the ledger; the text itself only
-    when prompts are kept)."""
-    id: str = field(default_factory=new_request_id)
-    """The request id: `x-routellm-request-id`, the log line's and the ledger row's id."""
-    created: float = field(default_factory=time.time)
-    started: float = field(default_factory=time.perf_counter)
-    decision: Decision | None = None
-    conversation: str | None = None
-    """The conversation id (`x-routellm-conversation`), when the API has conversations."""
-    classify_ms: float | None = None
-    first_byte_ms: float | None = None
-    answer_id: str | None = None
-    """The upstream's id for the answer, when its API lets later calls continue it."""
-    usage: Usage | None = None
-    span: Span | None = None
-    """The request's trace span, when tracing is on."""
-    answer_body: bytes | None = None
-    """A successful non-streamed answer as the client received it (for shadow judging)."""
-
-    def elapsed_ms(self) -> float:
-        return (time.perf_counter() - self.started) * 1000
-
-    def row(
-        self,
-        model: str,
-        reason: str,
-        status: int,
-        spent: float | None,
-        would_have: float | None,
-    ) -> DecisionRow:
-        """The ledger's row for this request, once it is finished."""
-        decision, usage = self.decision, self.usage
-        return DecisionRow(
-            id=self.id,
-            created=self.created,
-            requested=self.call.model,
-            model=model,
-            reason=reason,
-            status=status,
-            stream=self.call.stream,
-            label=decision.label if decision else None,
-            score=decision.score if decision else None,
-            scores=decision.scores if decision else None,
-            threshold=decision.threshold if decision else None,
-            input_tokens=usage.input_tokens if usage else None,
-            output_tokens=usage.output_tokens if usage else None,
-            cached_input_tokens=usage.cached_input_tokens if usage else None,
-            cost_usd=spent,
-            baseline_cost_usd=would_have,
-            classify_ms=self.classify_ms,
-            first_byte_ms=self.first_byte_ms,
-            total_ms=self.elapsed_ms(),
-            conversation=self.conversation,
-            endpoint=self.provider.name,
-            prompt=self.chosen.text or None,
-            classified_chars=len(self.chosen.text),
-            classified_from=self.chosen.source,
-        )
-
-    def headers(self) -> dict[str, str]:
-        decided = self.decision.headers() if self.decision else {}
-        if self.conversation is not None:
-            decided[CONVERSATION_HEADER] = self.conversation
-        return {"x-routellm-request-id": self.id, **decided}

@@ -20,7 +20,7 @@ FLOORS = (
     ("gateway.observe",),
     ("gateway.quality",),
     ("gateway.drain",),
-    ("gateway.flow",),
+    ("gateway.exchange", "gateway.flow"),
     ("gateway.http",),
     ("gateway.app",),
     ("gateway.cli", "gateway.__main__"),

@@ -51,6 +51,7 @@ BATCH = 500
 GATHER_SECONDS = 0.25
 BUFFER_ROWS = 10_000
 CLOSE_SECONDS = 10.0
+SCHEMA_LOCK = 0x726F7574656C6C6D  # "routellm": the advisory lock replicas make the schema under
 Api = Literal["chat", "responses", "messages", "completions", "embeddings"]
 """The APIs the gateway serves (a row's `endpoint`, an API module's `name`)."""
 
@@ -370,23 +371,26 @@ class Ledger:
             if not self._schema_ready:
                 if self.engine.dialect.name == "sqlite" and self.engine.url.database:
                     Path(self.engine.url.database).parent.mkdir(parents=True, exist_ok=True)
-                metadata.create_all(self.engine, checkfirst=True)
-                self._add_new_columns()
+                with self.engine.begin() as conn:
+                    if conn.dialect.name == "postgresql":
+                        # Replicas starting together take turns: the second finds the tables.
+                        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(SCHEMA_LOCK)))
+                    metadata.create_all(conn, checkfirst=True)
+                    self._add_new_columns(conn)
                 self._schema_ready = True
 
-    def _add_new_columns(self) -> None:
+    def _add_new_columns(self, conn: sa.Connection) -> None:
         """Columns added since a table was made (all nullable) are added to it in place, so a
         ledger written by an earlier version keeps its rows."""
-        with self.engine.begin() as conn:
-            inspector = sa.inspect(conn)
-            for table in metadata.sorted_tables:
-                have = {column["name"] for column in inspector.get_columns(table.name)}
-                for column in table.columns:
-                    if column.name not in have:
-                        kind = column.type.compile(dialect=self.engine.dialect)
-                        conn.execute(
-                            sa.text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}')
-                        )
+        inspector = sa.inspect(conn)
+        for table in metadata.sorted_tables:
+            have = {column["name"] for column in inspector.get_columns(table.name)}
+            for column in table.columns:
+                if column.name not in have:
+                    kind = column.type.compile(dialect=self.engine.dialect)
+                    conn.execute(
+                        sa.text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}')
+                    )
 
     def _apply_retention(self) -> None:
         horizon = time.time() - self.settings.ledger.retention_days * 86400

@@ -28,7 +28,7 @@ class Call:
     stream: bool
     body: dict[str, Any]
     user_texts: tuple[str, ...] = ()
-    """The user turns' texts, oldest first, '' for a tool result (`gateway.routing.human_text.choose`
+    """The user turns' texts, oldest first, '' for a tool result (`human_text.choose`
     picks what is classified)."""
     headers: Mapping[str, str] = field(default_factory=dict)
     """Client headers of the API itself that go upstream as they are (e.g. `anthropic-beta`)."""

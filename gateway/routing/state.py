@@ -86,12 +86,15 @@ class RedisStore:
         from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
 
-        # No client-side retries: a slow or absent Redis must cost a request one short timeout.
+        # One immediate retry, on a new connection: after Redis restarts, every pooled
+        # connection is dead and fails at its next use, however long after; the retry
+        # reconnects instead. Both attempts share `_run`'s one timeout, so a slow or absent
+        # Redis still costs a request one short wait.
         self._redis = Redis.from_url(
             url,
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), 0),
+            retry=Retry(NoBackoff(), 1),
         )
         self._timeout = timeout
 

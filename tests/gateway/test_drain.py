@@ -145,6 +145,6 @@ def test_after_the_grace_requests_waiting_for_a_first_byte_get_a_503_and_a_ledge
         assert "ROUTELLM_SHUTDOWN_GRACE" in error["message"]
         ids.append(answer.headers["x-routellm-request-id"])
     with sqlite3.connect(ledger) as db:
-        rows = dict(db.execute("SELECT id, status FROM decisions").fetchall())
+        rows = dict(db.execute("SELECT id, status FROM routellm_decisions").fetchall())
     assert {rows.get(i) for i in ids} == {503}
     assert not any("Exception in ASGI application" in line for line in gateway.lines)

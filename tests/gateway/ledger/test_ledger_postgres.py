@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 
 import httpx
+import psycopg
 import pytest
 from sqlalchemy.exc import OperationalError
 
@@ -93,3 +96,49 @@ async def test_postgres_stopped_mid_run_buffers_counts_and_recovers(
         assert (await reports.savings(ledger))["requests"] == 1 + kept
     finally:
         await ledger.aclose()
+
+
+FRESH_STARTS = 6
+
+
+def create_at_once(ledgers: list[Ledger]) -> list[BaseException]:
+    """Each ledger makes its schema on its own thread, all released at the same instant."""
+    start = threading.Barrier(len(ledgers))
+    errors: list[BaseException] = []
+
+    def create(ledger: Ledger) -> None:
+        start.wait()
+        try:
+            ledger.ensure_schema()
+        except BaseException as exc:  # what a replica would log as `cannot write`
+            errors.append(exc)
+
+    threads = [threading.Thread(target=create, args=(ledger,)) for ledger in ledgers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    return errors
+
+
+def test_two_gateways_starting_on_a_fresh_database_make_one_schema_without_error(
+    cluster: Cluster, make_settings: Callable[..., Settings], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Replicas rolled out together race to create the tables; they must take turns. Several
+    fresh databases, each created by two ledgers at the same instant, as two processes would."""
+    for _ in range(FRESH_STARTS):
+        url = cluster.new_database()
+        pair = [Ledger.open(make_settings(ROUTELLM_LEDGER=url)) for _ in range(2)]
+        assert create_at_once(pair) == []
+        for ledger in pair:
+            ledger.record(row("strong", 0.9))
+        wait_for(lambda pair=pair: all(x.stats().written == 1 for x in pair), "both rows")
+        for ledger in pair:
+            assert ledger.stats().failures == 0
+            asyncio.run(ledger.aclose())
+        with psycopg.connect(url) as conn:
+            tables = conn.execute(
+                "SELECT count(*) FROM pg_tables WHERE tablename LIKE 'routellm_%'"
+            ).fetchone()
+        assert tables == (3,)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -13,8 +14,8 @@ import pytest
 from gateway.app import create_app
 from gateway.routing.state import RedisStore, StoreUnavailable
 from gateway.settings.load import Settings
-from tests.gateway.scripted import RedisServer, ScriptedClassifier
 from tests.gateway.routing.test_conversations import ask, chat
+from tests.gateway.scripted import RedisServer, ScriptedClassifier
 from tests.servers import serve
 
 
@@ -109,3 +110,60 @@ async def test_a_redis_that_never_answers_costs_one_short_timeout() -> None:
         await asyncio.gather(*(t for t in handlers if t is not None), return_exceptions=True)
         server.close()
         await server.wait_closed()
+
+
+def restart_keeping_data(redis: RedisServer) -> None:
+    """Redis restarted as an operator's would be: its data saved to disk and loaded back."""
+    import redis as redis_py
+
+    with redis_py.Redis.from_url(redis.url) as direct:
+        direct.save()
+    redis.stop()
+    redis.start()
+
+
+def connected_clients(redis: RedisServer) -> int:
+    import redis as redis_py
+
+    with redis_py.Redis.from_url(redis.url) as direct:
+        return int(direct.info("clients")["connected_clients"]) - 1  # less this one
+
+
+POOL = 16
+
+
+async def test_after_a_redis_restart_no_pooled_connection_fails(redis: RedisServer) -> None:
+    store = RedisStore(redis.url, timeout=5)
+    try:
+        await asyncio.gather(
+            *(store.put("conversation", str(i), {"model": "m"}, ttl=60) for i in range(POOL))
+        )
+        assert connected_clients(redis) >= POOL  # the pool holds a connection per caller
+        restart_keeping_data(redis)
+        # Each pooled connection is now dead; its first use must reconnect, not fail.
+        values = await asyncio.gather(*(store.get("conversation", str(i)) for i in range(POOL)))
+        assert values == [{"model": "m"}] * POOL
+        await asyncio.gather(
+            *(store.put("conversation", str(i), {"model": "n"}, ttl=60) for i in range(POOL))
+        )
+    finally:
+        await store.aclose()
+
+
+def test_after_a_redis_restart_no_turn_loses_its_pinning(
+    replicas: tuple[str, str], redis: RedisServer
+) -> None:
+    chats = [list(chat([f"p=0.9 hard question {i}", "p=0.1 thanks"])) for i in range(POOL)]
+    with ThreadPoolExecutor(POOL) as pool:
+        first = list(pool.map(lambda turns: ask(replicas[0], turns[0]), chats))
+        assert [a["x-routellm-model"] for a in first] == ["strong"] * POOL
+        assert connected_clients(redis) >= POOL
+        restart_keeping_data(redis)
+        second = list(pool.map(lambda turns: ask(replicas[0], turns[1]), chats))
+    assert [(a["x-routellm-model"], a["x-routellm-reason"]) for a in second] == [
+        ("strong", "pinned")
+    ] * POOL
+    health = httpx.get(f"{replicas[0]}/health").json()
+    assert health["conversations"] == "ok"
+    metrics = httpx.get(f"{replicas[0]}/metrics").text
+    assert "routellm_conversation_store_failures_total 0" in metrics
