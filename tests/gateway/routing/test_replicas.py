@@ -153,8 +153,12 @@ async def test_after_a_redis_restart_no_pooled_connection_fails(redis: RedisServ
 def test_after_a_redis_restart_no_turn_loses_its_pinning(
     replicas: tuple[str, str], redis: RedisServer
 ) -> None:
+    import redis as redis_py
+
     chats = [list(chat([f"p=0.9 hard question {i}", "p=0.1 thanks"])) for i in range(POOL)]
     with ThreadPoolExecutor(POOL) as pool:
+        with redis_py.Redis.from_url(redis.url) as direct:
+            direct.client_pause(2000)  # the first turns' operations overlap: one connection each
         first = list(pool.map(lambda turns: ask(replicas[0], turns[0]), chats))
         assert [a["x-routellm-model"] for a in first] == ["strong"] * POOL
         assert connected_clients(redis) >= POOL
