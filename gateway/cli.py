@@ -22,13 +22,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["calibrate"]:
         return calibrate_main(args[1:])
-    if args[:1] == ["evaluate"]:
-        return evaluate_main(args[1:])
+    if args[:1] in (["evaluate"], ["train"], ["distil"]):
+        from gateway.quality import commands
+
+        return commands.MAINS[args[0]](args[1:])
     parser = argparse.ArgumentParser(
         prog="routellm-gateway",
         description="OpenAI-compatible gateway that routes each request with RouteLLM's BERT "
         "router. Subcommands: 'calibrate (--prompts FILE | --from-ledger [--since T]) "
-        "[--strong-share S]', 'evaluate --data FILE [--router NAME] [--plot out.png]'.",
+        "[--strong-share S]', 'evaluate --data FILE... [--router NAME]... [--checkpoint DIR]...', "
+        "'train --data FILE... --strong NAME --weak NAME --base MODEL --out DIR', "
+        "'distil --teacher DIR --prompts FILE... --out DIR' (each with --help).",
     )
     parser.add_argument("--host", default="127.0.0.1", help="bind address (default loopback)")
     parser.add_argument("--port", type=int, default=6060)
@@ -73,35 +77,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0 if started else 3  # 3: uvicorn's status for a server that failed to start
 
 
-def read_prompts(path: Path) -> list[str]:
-    """JSONL of `{"prompt": ...}` or chat `{"messages": [...]}`, or plain text one per line."""
-    from gateway.routing.human_text import text_of
-
-    prompts = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError:
-            item = line
-        if isinstance(item, dict) and isinstance(item.get("prompt"), str):
-            text = item["prompt"].strip()
-        elif isinstance(item, dict) and isinstance(item.get("messages"), list):
-            text = text_of(item["messages"])
-        elif isinstance(item, str):
-            text = item.strip()
-        else:
-            raise SettingsError(
-                f"{path}:{number}: expected a prompt, {{'prompt': ...}} or {{'messages': [...]}}"
-            )
-        if text:
-            prompts.append(text)
-    if not prompts:
-        raise SettingsError(f"{path}: no prompts found")
-    return prompts
-
-
 def calibrate_main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="routellm-gateway calibrate",
@@ -134,6 +109,8 @@ def calibrate_main(argv: Sequence[str]) -> int:
         return _calibrate_from_ledger(ns.config, ns.since, ns.strong_share)
     try:
         settings = load_settings(os.environ, ns.config)
+        from gateway.quality.examples import read_prompts
+
         prompts = read_prompts(ns.prompts)
         threshold = asyncio.run(_calibrate(settings, prompts, ns.strong_share))
     except (SettingsError, ClassifierError, OSError) as exc:
@@ -143,6 +120,7 @@ def calibrate_main(argv: Sequence[str]) -> int:
     print(
         f"# {len(prompts)} prompts; use model 'router-bert-{threshold:.5f}' to send about "
         f"{ns.strong_share:.0%} of similar traffic to the strong model",
+        f"\n# checkpoint: {settings.classifier.url or settings.classifier.model}",
         file=sys.stderr,
     )
     return 0
@@ -176,6 +154,8 @@ def _calibrate_tiers(
     try:
         settings = load_settings(os.environ, config)
         if prompts_path is not None:
+            from gateway.quality.examples import read_prompts
+
             rates = asyncio.run(_win_rates(settings, read_prompts(prompts_path)))
         else:
             rates = asyncio.run(_recorded_win_rates(settings, since))
@@ -281,71 +261,3 @@ async def _ledger_table(
     finally:
         await ledger.aclose()
     return threshold, table, len(rates)
-
-
-def evaluate_main(argv: Sequence[str]) -> int:
-    """`evaluate`: the router's quality against strong-call share on labelled prompts, with
-    RouteLLM's APGR and CPT beside random routing (see `gateway.quality.evaluate`)."""
-    parser = argparse.ArgumentParser(
-        prog="routellm-gateway evaluate",
-        description="Classify labelled prompts, then for every threshold print the strong-call "
-        "share and the quality reached, with APGR, CPT(50%) and CPT(80%) against random "
-        "routing. FILE is JSONL: {'prompt': ..., 'quality': {'<strong>': 1, '<weak>': 0}}, "
-        "RouteLLM's per-model columns, or the ledger's export with shadow verdicts.",
-    )
-    parser.add_argument("--data", type=Path, required=True, help="JSONL of labelled prompts")
-    parser.add_argument(
-        "--router",
-        default="router",
-        help="router, router-bert-<t> or a name under routers: (a strong/weak router); its "
-        "threshold is marked, its strong and weak models are the data's keys",
-    )
-    parser.add_argument(
-        "--strong", help="the data's key for the strong model (default: the router's strong model)"
-    )
-    parser.add_argument("--weak", help="the data's key for the weak model")
-    parser.add_argument("--plot", type=Path, help="write a PNG of quality against strong share")
-    parser.add_argument("--config")
-    ns = parser.parse_args(argv)
-    try:
-        settings = load_settings(os.environ, ns.config)
-        report = asyncio.run(_evaluate(settings, ns.router, ns.data, ns.strong, ns.weak))
-        if ns.plot is not None:
-            from gateway.quality.evaluate import plot
-
-            plot(report, ns.plot, ns.router)
-    except (SettingsError, ClassifierError, OSError) as exc:
-        print(f"routellm-gateway evaluate: {exc}", file=sys.stderr)
-        return 2
-    from gateway.quality.evaluate import format_report
-
-    print(format_report(report, ns.router))
-    if ns.plot is not None:
-        print(f"# plot written to {ns.plot}", file=sys.stderr)
-    return 0
-
-
-async def _evaluate(
-    settings: Settings, router: str, data: Path, strong: str | None, weak: str | None
-) -> Any:
-    from gateway.errors import GatewayError
-    from gateway.quality.evaluate import OnDemand, evaluate, read_examples
-    from gateway.routing.decider import Decider
-
-    classifier = OnDemand(settings.classifier)
-    try:
-        try:
-            policy = Decider(settings, classifier).policy(router)
-        except GatewayError as exc:
-            raise SettingsError(f"--router: {exc.message}") from None
-        spec = policy.router
-        if spec is None or not (spec.strong and spec.weak):
-            raise SettingsError(
-                f"--router {router!r} does not choose between a strong and a weak model: name "
-                "router, router-bert-<t> or a strong/weak router under routers:"
-            )
-        threshold = policy.threshold if policy.threshold is not None else spec.threshold
-        examples, skipped = read_examples(data, strong or spec.strong, weak or spec.weak)
-        return await evaluate(examples, classifier, threshold, skipped)
-    finally:
-        await classifier.aclose()

@@ -7,7 +7,7 @@ import pytest
 from gateway.cli import main
 
 
-@pytest.mark.parametrize("argv", [[], ["calibrate"], ["evaluate"]])
+@pytest.mark.parametrize("argv", [[], ["calibrate"], ["evaluate"], ["train"], ["distil"]])
 def test_every_help_text_reads_as_written(
     argv: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -5,16 +5,21 @@ the plot is a real PNG."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
+from classifier.local import LocalClassifier
 from classifier.service import create_app as classifier_app
-from classifier.settings import SettingsError
+from classifier.settings import ClassifierSettings
 from gateway import cli
-from gateway.quality.evaluate import Example, evaluate, read_examples
+from gateway.quality.evaluate import bootstrap, curve, evaluate
+from gateway.quality.examples import read_all
 from tests.gateway.scripted import ScriptedClassifier
 from tests.servers import serve
 
@@ -39,49 +44,91 @@ def rows(strong: str = "gpt-4o", weak: str = "gpt-4o-mini") -> str:
 def test_apgr_and_cpt_match_the_hand_computed_values(tmp_path: Path) -> None:
     data = tmp_path / "eval.jsonl"
     data.write_text(rows())
-    examples, skipped = read_examples(data, "gpt-4o", "gpt-4o-mini")
-    report = asyncio.run(evaluate(examples, ScriptedClassifier(), threshold=0.5))
+    read = read_all([data], "gpt-4o", "gpt-4o-mini")
+    report = asyncio.run(evaluate(read.examples, ScriptedClassifier(), 0.5, "router"))
 
-    assert skipped == 0
-    assert (report.q_strong, report.q_weak) == (0.75, 0.25)
-    assert [p.strong_share for p in report.points] == [0, 0.25, 0.5, 0.75, 1]
-    assert [p.quality for p in report.points] == [0.25, 0.5, 0.5, 0.75, 0.75]
-    assert [p.pgr for p in report.points] == [0, 0.5, 0.5, 1, 1]
-    assert report.apgr == pytest.approx(APGR)
-    assert (report.cpt50, report.cpt80) == (CPT50, CPT80)
-    at = report.at_threshold  # p ≥ 0.5: the first two prompts go to the strong model
-    assert (at.strong_share, at.quality, at.pgr) == (0.5, 0.5, 0.5)
+    c = report.curve
+    assert (c.q_strong, c.q_weak) == (0.75, 0.25)
+    assert c.shares.tolist() == [0, 0.25, 0.5, 0.75, 1]
+    assert c.quality.tolist() == [0.25, 0.5, 0.5, 0.75, 0.75]
+    assert c.pgr.tolist() == [0, 0.5, 0.5, 1, 1]
+    assert c.apgr == pytest.approx(APGR)
+    assert (c.cpt(0.5), c.cpt(0.8)) == (CPT50, CPT80)
+    # p ≥ 0.5: the first two prompts go to the strong model
+    assert (report.at_share, report.at_quality, report.at_pgr) == (0.5, 0.5, 0.5)
+    lo, hi = report.intervals["apgr"] or (0, 0)
+    assert lo <= APGR <= hi
+    assert lo < hi  # four prompts leave a wide interval
 
 
-def test_routellm_columns_and_a_ledger_export_are_read(tmp_path: Path) -> None:
-    columns = tmp_path / "columns.jsonl"
-    columns.write_text(
-        json.dumps({"messages": [{"role": "user", "content": "hi"}], "big": True, "small": 0.5})
-        + "\n"
+def test_the_bootstrap_interval_narrows_with_more_prompts_and_covers_the_figure() -> None:
+    rng = np.random.default_rng(0)
+    widths = []
+    for n in (100, 2500):
+        rates = rng.random(n)
+        strong = (rng.random(n) < 0.4 + 0.5 * rates).astype(float)  # a router that helps
+        weak = (rng.random(n) < 0.4).astype(float)
+        figure = curve(rates, strong, weak).apgr
+        lo, hi = bootstrap(rates, strong, weak, rounds=400)["apgr"] or (0, 0)
+        assert lo <= figure <= hi
+        widths.append(hi - lo)
+    assert widths[1] < widths[0] / 2
+
+
+def test_two_checkpoints_side_by_side_with_intervals(
+    tmp_path: Path,
+    checkpoint_factory: Callable[[int | None], Path],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Two real checkpoints on the same data: each row's APGR is the one computed here by hand
+    from that checkpoint's own P(LABEL_0), inside its interval; `--json` carries the same."""
+    prompts = [
+        f"{w} question {i}"
+        for i, w in enumerate(["alpha", "beta", "gamma", "delta", "epsilon", "zeta"] * 4)
+    ]
+    data = tmp_path / "eval.jsonl"
+    qualities = [(1, 0), (1, 1), (0, 1), (1, 0), (0, 0), (1, 0)] * 4
+    data.write_text(
+        "".join(
+            json.dumps({"prompt": p, "quality": {"s": q[0], "w": q[1]}}) + "\n"
+            for p, q in zip(prompts, qualities, strict=True)
+        )
     )
-    assert read_examples(columns, "big", "small") == ([Example("hi", None, 1.0, 0.5)], 0)
+    dirs = [checkpoint_factory(None), checkpoint_factory(0)]
+    argv = ["evaluate", "--data", str(data), "--strong", "s", "--weak", "w"]
+    for d in dirs:
+        argv += ["--checkpoint", str(d)]
+    assert cli.main([*argv, "--json"]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    assert [r["name"] for r in figures["routers"]] == [str(d) for d in dirs]
+    assert figures["random"] == {"apgr": 0.5, "cpt50": 0.5, "cpt80": 0.8}
+    for d, row in zip(dirs, figures["routers"], strict=True):
+        local = LocalClassifier.load(ClassifierSettings(model=str(d)))
+        try:
+            rates = [s.get("LABEL_0") for s in asyncio.run(local.classify(prompts))]
+        finally:
+            asyncio.run(local.aclose())
+        by_hand = hand_apgr(rates, qualities)
+        assert row["apgr"] == pytest.approx(by_hand)
+        lo, hi = row["apgr_ci"]
+        assert lo - 1e-9 <= by_hand <= hi + 1e-9
+    assert cli.main(argv) == 0  # the table names both rows
+    table = capsys.readouterr().out
+    assert all(f"{d}  " in table for d in dirs)
+    assert "random" in table
 
-    export = tmp_path / "export.jsonl"
-    lines = [
-        {"id": "a", "scores": {"LABEL_0": 0.8}, "verdict": {"verdict": "strong"}},
-        {"id": "b", "scores": {"LABEL_0": 0.3}, "verdict": {"verdict": "tie"}},
-        {"id": "c", "scores": {"LABEL_0": 0.1}, "verdict": {"verdict": "weak"}},
-        {"id": "d", "scores": {"LABEL_0": 0.5}, "verdict": None},  # never judged
-        {"id": "e", "scores": {"LABEL_0": 0.5}, "verdict": {"verdict": None, "error": "x"}},
-    ]
-    export.write_text("".join(json.dumps(line) + "\n" for line in lines))
-    examples, skipped = read_examples(export, "s", "w")
-    assert skipped == 2
-    assert examples == [
-        Example(None, 0.8, 1.0, 0.0),
-        Example(None, 0.3, 1.0, 1.0),
-        Example(None, 0.1, 0.0, 1.0),
-    ]
 
-    broken = tmp_path / "broken.jsonl"
-    broken.write_text(json.dumps({"prompt": "hi", "quality": {"gpt-4o": 1}}) + "\n")
-    with pytest.raises(SettingsError, match=r"broken.jsonl:1: no quality for 'gpt-4o-mini'"):
-        read_examples(broken, "gpt-4o", "gpt-4o-mini")
+def hand_apgr(rates: list[float], qualities: list[tuple[int, int]]) -> float:
+    """APGR the long way: every distinct threshold, strongest first, trapezoids."""
+    n = len(rates)
+    q_strong = sum(q[0] for q in qualities) / n
+    q_weak = sum(q[1] for q in qualities) / n
+    points = [(0.0, 0.0)]
+    for t in sorted(set(rates), reverse=True):
+        sent = [r >= t for r in rates]
+        q = sum(s if go else w for (s, w), go in zip(qualities, sent, strict=True)) / n
+        points.append((sum(sent) / n, (q - q_weak) / (q_strong - q_weak)))
+    return sum((b[0] - a[0]) * (a[1] + b[1]) / 2 for a, b in itertools.pairwise(points))
 
 
 def test_the_cli_classifies_prints_the_table_and_writes_a_png(
@@ -99,10 +146,12 @@ def test_the_cli_classifies_prints_the_table_and_writes_a_png(
         )
     out = capsys.readouterr().out
     assert code == 0
-    assert f"APGR          {APGR:.4f}    0.5000" in out
-    assert "CPT(50%)       25.0%     50.0%" in out
-    assert "CPT(80%)       75.0%     80.0%" in out
     assert "router-bert-0.5 at threshold 0.5000: strong share 50.0%, quality 0.5000" in out
+    row = next(line for line in out.splitlines() if line.startswith("router-bert-0.5  "))
+    assert row.split()[1:2] == [f"{APGR:.4f}"]
+    assert "25.0%" in row  # CPT(50%)
+    assert "75.0%" in row  # CPT(80%)
+    assert "random" in out
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with Image.open(png) as image:
         image.verify()

@@ -1,0 +1,200 @@
+"""`routellm-gateway distil`: a smaller student that matches a teacher router's three
+probabilities on unlabelled prompts, and how closely and how much faster it does.
+
+    student, tokenizer = from_teacher(teacher_dir, layers=6)    # every other layer of 12
+    result = distil(teacher_dir, prompts, DistilOptions(out=Path("student"), layers=6))
+
+The student is built from the teacher's own layers (as DistilBERT was: its embeddings, every
+k-th encoder layer and its head, so it keeps the teacher's tokenizer and languages), or from
+another base (`base=`), with its own tokenizer. It learns the teacher's probabilities (soft
+cross-entropy) with early stopping on held-out prompts, then is compared with the teacher on
+those held-out prompts:
+
+- decision agreement at the thresholds that send 25/50/75 % of prompts to the strong model
+  (each model at its own such threshold, as a user calibrating each would), and at the
+  teacher's thresholds unchanged;
+- the largest change in P(LABEL_0);
+- speed: prompts/s through the gateway's own classifier (`LocalClassifier`, batched) at 1 and
+  16 callers, float32 and int8, teacher and student, and their ratio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import dataclasses
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from classifier.settings import ClassifierSettings, SettingsError
+from gateway.quality.fitting import FitOptions, FitResult, fit, probabilities, resolve_device
+from gateway.quality.train import load_base
+
+__all__ = ["DistilOptions", "DistilResult", "distil", "from_teacher", "speed"]
+
+SHARES = (0.25, 0.5, 0.75)
+CALLERS = (1, 16)
+DTYPES: tuple[Literal["float32", "int8"], ...] = ("float32", "int8")
+LAYER_KEY = re.compile(r"^(.*encoder\.layer\.)(\d+)(\..*)$")
+
+
+@dataclass(frozen=True, slots=True)
+class DistilOptions:
+    out: Path
+    layers: int | None = None
+    """Encoder layers the student keeps from the teacher (default: half)."""
+    base: str | None = None
+    """Another checkpoint to build the student from instead (with its own tokenizer)."""
+    holdout: float = 0.2
+    fit: FitOptions = field(default_factory=lambda: FitOptions(learning_rate=5e-5))
+    speed_prompts: int = 128
+    """Prompts timed per speed figure; 0 skips the speed figures."""
+
+
+@dataclass(frozen=True, slots=True)
+class DistilResult:
+    student: str
+    teacher_layers: int
+    student_layers: int
+    held_out: int
+    agreement: dict[str, float]
+    """`calibrated_<share>` (each at its own threshold) and `same_<share>` (the teacher's)."""
+    max_delta: float
+    """The largest |P(LABEL_0) student − teacher| on held-out prompts."""
+    fitted: FitResult
+    speed: dict[str, float] = field(default_factory=dict)
+    """`<model>_<dtype>_<callers>`: prompts/s; `ratio_<dtype>_<callers>`: student/teacher."""
+
+
+def from_teacher(teacher_dir: str, layers: int | None) -> tuple[Any, Any, list[int]]:
+    """A student with `layers` of the teacher's encoder layers, evenly spaced from the first
+    (6 of 12: 0, 2, ..., 10), its embeddings and its head; the teacher's tokenizer."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    teacher = AutoModelForSequenceClassification.from_pretrained(teacher_dir)
+    total = int(teacher.config.num_hidden_layers)
+    keep_n = layers if layers is not None else max(1, total // 2)
+    if not 1 <= keep_n < total:
+        raise SettingsError(f"--layers {keep_n}: the teacher has {total}; give 1 to {total - 1}")
+    keep = [round(i * total / keep_n) for i in range(keep_n)]
+    config = copy.deepcopy(teacher.config)
+    config.num_hidden_layers = keep_n
+    student = type(teacher)(config)
+    weights = {}
+    for name, tensor in teacher.state_dict().items():
+        match = LAYER_KEY.match(name)
+        if match is None:
+            weights[name] = tensor
+        elif int(match.group(2)) in keep:
+            weights[f"{match.group(1)}{keep.index(int(match.group(2)))}{match.group(3)}"] = tensor
+    student.load_state_dict(weights)
+    return student, AutoTokenizer.from_pretrained(teacher_dir), keep
+
+
+def agreement(teacher: np.ndarray, student: np.ndarray) -> dict[str, float]:
+    out = {}
+    for share in SHARES:
+        t_cut = float(np.quantile(teacher, 1 - share))
+        s_cut = float(np.quantile(student, 1 - share))
+        out[f"calibrated_{share:g}"] = float(np.mean((teacher >= t_cut) == (student >= s_cut)))
+        out[f"same_{share:g}"] = float(np.mean((teacher >= t_cut) == (student >= t_cut)))
+    return out
+
+
+def distil(teacher_dir: str, prompts: Sequence[str], options: DistilOptions) -> DistilResult:
+    """Train the student on the teacher's probabilities, save it to `options.out`, and
+    measure it against the teacher on held-out prompts."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    if len(prompts) < 4:
+        raise SettingsError(f"--prompts: {len(prompts)} prompts; distilling needs at least 4")
+    device = resolve_device(options.fit.device)
+    teacher = AutoModelForSequenceClassification.from_pretrained(teacher_dir).to(device)
+    teacher_tokenizer = AutoTokenizer.from_pretrained(teacher_dir)
+    order = [prompts[i] for i in np.random.default_rng(options.fit.seed).permutation(len(prompts))]
+    cut = max(1, round(len(order) * options.holdout))
+    held, kept = order[:cut], order[cut:]
+    targets = probabilities(teacher, teacher_tokenizer, order, options.fit.max_length)
+    teacher_layers = int(teacher.config.num_hidden_layers)
+    del teacher
+    if options.base is not None:
+        student, tokenizer = load_base(options.base)
+    else:
+        student, tokenizer, _ = from_teacher(teacher_dir, options.layers)
+    student.to(device)
+
+    def rows(texts: Sequence[str], offset: int) -> list[dict[str, Any]]:
+        return [{"text": t, "targets": targets[offset + i].tolist()} for i, t in enumerate(texts)]
+
+    fitted = fit(
+        student,
+        tokenizer,
+        rows(kept, cut),
+        rows(held, 0),
+        options.fit,
+        work_dir=options.out / ".trainer",
+        soft=True,
+    )
+    student_p0 = probabilities(student, tokenizer, held, options.fit.max_length)[:, 0]
+    teacher_p0 = targets[:cut, 0]
+    student.save_pretrained(options.out)
+    tokenizer.save_pretrained(options.out)
+    result = DistilResult(
+        str(options.out),
+        teacher_layers,
+        int(student.config.num_hidden_layers),
+        len(held),
+        agreement(teacher_p0, student_p0),
+        float(np.max(np.abs(student_p0 - teacher_p0))),
+        fitted,
+    )
+    if options.speed_prompts > 0:
+        timed = [held[i % len(held)] for i in range(options.speed_prompts)]
+        figures = asyncio.run(speed(teacher_dir, str(options.out), timed, options.fit.max_length))
+        result = dataclasses.replace(result, speed=figures)
+    return result
+
+
+async def speed(
+    teacher: str, student: str, prompts: Sequence[str], max_length: int
+) -> dict[str, float]:
+    """Prompts/s of both models through `LocalClassifier` (its ONNX Runtime path for float32
+    and int8 on CPU), with 1 and 16 callers each sending its share of `prompts`, and the ratios.
+    Each cached prompt is distinct per round, so nothing is served from the result cache."""
+    from classifier.local import LocalClassifier
+
+    figures: dict[str, float] = {}
+    for dtype in DTYPES:
+        for name, model in (("teacher", teacher), ("student", student)):
+            settings = ClassifierSettings(
+                model=model, dtype=dtype, device="cpu", max_length=max_length, cache_size=0
+            )
+            classifier = await asyncio.to_thread(LocalClassifier.load, settings)
+            try:
+                for callers in CALLERS:
+                    figures[f"{name}_{dtype}_{callers}"] = await _rate(classifier, prompts, callers)
+            finally:
+                await classifier.aclose()
+        for callers in CALLERS:
+            figures[f"ratio_{dtype}_{callers}"] = (
+                figures[f"student_{dtype}_{callers}"] / figures[f"teacher_{dtype}_{callers}"]
+            )
+    return figures
+
+
+async def _rate(classifier: Any, prompts: Sequence[str], callers: int) -> float:
+    queue = list(prompts)
+
+    async def caller() -> None:
+        while queue:
+            await classifier.classify([queue.pop()])
+
+    started = time.perf_counter()
+    await asyncio.gather(*(caller() for _ in range(callers)))
+    return len(prompts) / (time.perf_counter() - started)

@@ -1,0 +1,208 @@
+"""Fitting a sequence classifier with transformers' `Trainer`, the way `train` and `distil` both
+do: texts tokenized a batch at a time (memory bounded by batch × `max_length`, never the whole
+data), the held-out loss after every epoch, the best epoch kept, early stopping when the held-out
+loss has not improved for `patience` epochs, a seed, and Trainer's progress bar on CPU or CUDA.
+
+    result = fit(model, tokenizer, train_rows, held_rows, options)            # hard labels
+    result = fit(model, tokenizer, train_rows, held_rows, options, soft=True)  # teacher targets
+
+A row is `{"text": str, "labels": int}`, or with `soft`, `{"text": str, "targets": [p0, p1, p2]}`.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+__all__ = ["LABELS", "FitOptions", "FitResult", "fit", "probabilities", "resolve_device"]
+
+LABELS = {0: "LABEL_0", 1: "LABEL_1", 2: "LABEL_2"}
+"""The router's labels: the strong model wins, a tie, the weak model wins."""
+Device = Literal["auto", "cpu", "cuda"]
+
+
+@dataclass(frozen=True, slots=True)
+class FitOptions:
+    epochs: float = 3.0
+    batch_size: int = 16
+    learning_rate: float = 3e-5
+    max_length: int = 512
+    seed: int = 0
+    patience: int = 1
+    """Epochs without a better held-out loss before training stops."""
+    device: Device = "auto"
+    progress: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class FitResult:
+    epochs_run: float
+    best_epoch: float | None
+    best_loss: float | None
+    held_losses: tuple[float, ...]
+    """The held-out loss after each epoch."""
+    stopped_early: bool
+    device: str
+
+
+def resolve_device(device: Device) -> str:
+    import torch
+
+    if device == "cuda" and not torch.cuda.is_available():
+        from classifier.settings import SettingsError
+
+        raise SettingsError("--device cuda: this machine has no CUDA device torch can use")
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+class _Rows:
+    """The rows as a map-style dataset (Trainer's data loader indexes and shuffles it)."""
+
+    def __init__(self, rows: Sequence[dict[str, Any]]) -> None:
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return self.rows[i]
+
+
+def _collator(tokenizer: Any, max_length: int) -> Any:
+    import torch
+
+    def collate(rows: list[dict[str, Any]]) -> dict[str, Any]:
+        batch = dict(
+            tokenizer(
+                [r["text"] for r in rows],
+                truncation=True,
+                max_length=max_length,
+                padding=True,
+                return_tensors="pt",
+            )
+        )
+        if "targets" in rows[0]:
+            batch["targets"] = torch.tensor([r["targets"] for r in rows], dtype=torch.float32)
+        else:
+            batch["labels"] = torch.tensor([r["labels"] for r in rows], dtype=torch.long)
+        return batch
+
+    return collate
+
+
+def _trainer_class(soft: bool) -> Any:
+    import torch
+    from transformers import Trainer
+
+    if not soft:
+        return Trainer
+
+    class SoftTargets(Trainer):  # type: ignore[misc]
+        """Cross-entropy against the teacher's probabilities instead of one label."""
+
+        def compute_loss(
+            self,
+            model: Any,
+            inputs: dict[str, Any],
+            return_outputs: bool = False,
+            num_items_in_batch: Any = None,
+        ) -> Any:
+            targets = inputs.pop("targets")
+            outputs = model(**inputs)
+            log_p = torch.log_softmax(outputs.logits.float(), dim=-1)
+            loss = -(targets * log_p).sum(dim=-1).mean()
+            return (loss, outputs) if return_outputs else loss
+
+    return SoftTargets
+
+
+def fit(
+    model: Any,
+    tokenizer: Any,
+    train_rows: Sequence[dict[str, Any]],
+    held_rows: Sequence[dict[str, Any]],
+    options: FitOptions,
+    *,
+    work_dir: Path,
+    soft: bool = False,
+) -> FitResult:
+    """Train `model` in place; afterwards it holds the epoch of the lowest held-out loss.
+    `work_dir` takes Trainer's checkpoints and is removed at the end."""
+    from transformers import EarlyStoppingCallback, TrainingArguments
+
+    device = resolve_device(options.device)
+    args = TrainingArguments(
+        output_dir=str(work_dir),
+        num_train_epochs=options.epochs,
+        per_device_train_batch_size=options.batch_size,
+        per_device_eval_batch_size=options.batch_size,
+        learning_rate=options.learning_rate,
+        seed=options.seed,
+        data_seed=options.seed,
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        save_total_limit=1,
+        load_best_model_at_end=True,
+        metric_for_best_model="eval_loss",
+        greater_is_better=False,
+        logging_strategy="epoch",
+        report_to="none",
+        disable_tqdm=not options.progress,
+        use_cpu=device == "cpu",
+        remove_unused_columns=False,
+        label_names=["targets"] if soft else ["labels"],
+        dataloader_num_workers=0,
+    )
+    trainer = _trainer_class(soft)(
+        model=model,
+        args=args,
+        train_dataset=_Rows(train_rows),
+        eval_dataset=_Rows(held_rows),
+        data_collator=_collator(tokenizer, options.max_length),
+        callbacks=[EarlyStoppingCallback(early_stopping_patience=options.patience)],
+    )
+    try:
+        trainer.train()
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
+    losses = tuple(float(e["eval_loss"]) for e in trainer.state.log_history if "eval_loss" in e)
+    epochs_run = float(trainer.state.epoch or 0.0)
+    best = int(np.argmin(losses)) if losses else None
+    return FitResult(
+        epochs_run=epochs_run,
+        best_epoch=float(best + 1) if best is not None else None,
+        best_loss=losses[best] if best is not None else None,
+        held_losses=losses,
+        stopped_early=epochs_run < options.epochs - 1e-9,
+        device=device,
+    )
+
+
+def probabilities(
+    model: Any, tokenizer: Any, texts: Sequence[str], max_length: int, batch_size: int = 32
+) -> np.ndarray:
+    """The model's three probabilities for each text (float32 softmax), in eval mode."""
+    import torch
+
+    model.eval()
+    device = next(model.parameters()).device
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(texts), batch_size):
+            batch = tokenizer(
+                list(texts[start : start + batch_size]),
+                truncation=True,
+                max_length=max_length,
+                padding=True,
+                return_tensors="pt",
+            ).to(device)
+            logits = model(**batch).logits.float()
+            out.append(torch.softmax(logits, dim=-1).cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, 3), dtype=np.float32)
