@@ -7,7 +7,7 @@ DEV_STAMP := $(VENV)/.installed-dev
 HOST ?= 127.0.0.1
 PORT ?= 6060
 
-.PHONY: help install install-dev system-deps serve classifier test lint bench bench-compare container-check clean
+.PHONY: help install install-dev system-deps serve classifier test lint bench bench-compare bench-train container-check clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -49,6 +49,11 @@ bench: $(DEV_STAMP)  ## classifier and gateway benchmarks (minutes; prints figur
 
 bench-compare: $(DEV_STAMP)  ## this gateway vs RouteLLM's server vs LiteLLM's proxy, one table (minutes)
 	$(BIN)/python bench/compare.py
+
+EVALS ?= routellm-evals
+bench-train: $(DEV_STAMP)  ## train and distil on RouteLLM's public data in $(EVALS) (~40 min; prints figures)
+	$(BIN)/pip install -q -e '.[dev,bench]'
+	$(BIN)/python bench/train_real.py --evals $(EVALS)
 
 container-check: $(DEV_STAMP)  ## docker build + run: health, chat, ledger, drain (minutes; skips without docker)
 	PYTHON=$(BIN)/python scripts/container-check.sh

@@ -203,6 +203,11 @@ def train_main(argv: Sequence[str]) -> int:
         default="random",
         help="random, or a key whose groups are held out whole (e.g. domain for MMLU)",
     )
+    parser.add_argument(
+        "--train-layers",
+        type=int,
+        help="train only the top N encoder layers and the head (faster on a CPU); default: all",
+    )
     _fit_arguments(parser, epochs=3.0, learning_rate=3e-5)
     ns = parser.parse_args(argv)
     from gateway.quality.train import TrainOptions, split, train
@@ -220,6 +225,7 @@ def train_main(argv: Sequence[str]) -> int:
             excluded=read.excluded,
             strong=ns.strong,
             weak=ns.weak,
+            train_layers=ns.train_layers,
         )
         print(
             f"# {len(kept)} examples to train on, {len(held)} held out by {ns.split_by}; "

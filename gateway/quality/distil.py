@@ -4,8 +4,9 @@ probabilities on unlabelled prompts, and how closely and how much faster it does
     student, tokenizer = from_teacher(teacher_dir, layers=6)    # every other layer of 12
     result = distil(teacher_dir, prompts, DistilOptions(out=Path("student"), layers=6))
 
-The student is built from the teacher's own layers (as DistilBERT was: its embeddings, every
-k-th encoder layer and its head, so it keeps the teacher's tokenizer and languages), or from
+The student is built from the teacher's own layers (as DistilBERT was: its embeddings, kept
+frozen, every k-th encoder layer and its head, so it keeps the teacher's tokenizer and
+languages), or from
 another base (`base=`), with its own tokenizer. It learns the teacher's probabilities (soft
 cross-entropy) with early stopping on held-out prompts, then is compared with the teacher on
 those held-out prompts:
@@ -94,6 +95,9 @@ def from_teacher(teacher_dir: str, layers: int | None) -> tuple[Any, Any, list[i
         elif int(match.group(2)) in keep:
             weights[f"{match.group(1)}{keep.index(int(match.group(2)))}{match.group(3)}"] = tensor
     student.load_state_dict(weights)
+    # The embeddings are the teacher's and stay so: a large vocabulary's table (XLM-R: 192M of
+    # its 278M weights) would otherwise dominate every optimiser step.
+    student.base_model.embeddings.requires_grad_(False)
     return student, AutoTokenizer.from_pretrained(teacher_dir), keep
 
 

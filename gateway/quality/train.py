@@ -33,6 +33,7 @@ from gateway.quality.fitting import (
     fit,
     probabilities,
     resolve_device,
+    train_top_layers,
 )
 
 __all__ = ["TrainOptions", "split", "train"]
@@ -53,6 +54,8 @@ class TrainOptions:
     excluded: int = 0
     strong: str = ""
     weak: str = ""
+    train_layers: int | None = None
+    """Train only the top layers and the head (None: every layer)."""
 
 
 def split(
@@ -130,6 +133,8 @@ def train(kept: Sequence[Example], held: Sequence[Example], options: TrainOption
     `options.out` with its card, and return its held-out figures."""
     started = time.monotonic()
     model, tokenizer = load_base(options.base)
+    if options.train_layers is not None:
+        train_top_layers(model, options.train_layers)
     model.to(resolve_device(options.fit.device))
     result = fit(
         model, tokenizer, _rows(kept), _rows(held), options.fit, work_dir=options.out / ".trainer"
@@ -153,6 +158,7 @@ def write_card(
         "data": [{"file": f, "examples": n} for f, n in options.data],
         "excluded_prompts": options.excluded,
         "split": {"by": options.split, "holdout": options.holdout, "seed": options.fit.seed},
+        "train_layers": options.train_layers,
         "train_examples": trained,
         "held_out_examples": report.examples,
         "fit": {**asdict(result), "options": asdict(options.fit)},
