@@ -11,7 +11,9 @@ minutes, once). Then every server starts as its own process on 127.0.0.1:
 - the fake upstream (tests/gateway/fake_upstream.py: a 4-chunk stream + [DONE]);
 - this gateway twice, `ROUTELLM_BERT_DTYPE=float32` and `auto` (the best dtype for this CPU),
   both on the base-size checkpoint (bench/.cache/bert-base-spread, built by
-  bench/classifier_bench.py) with the classifier cache off so every prompt is classified;
+  bench/classifier_bench.py) with the classifier cache off so every prompt is classified; and a
+  third time, `auto`, on the student distilled from it (bench/.cache/student, written by
+  bench/train_real.py; `--student DIR`), when it exists;
 - RouteLLM's `routellm.openai_server` with its BERT router on the same checkpoint, calling the
   fake upstream through its own litellm;
 - LiteLLM's proxy, serving the fake upstream's model.
@@ -49,6 +51,7 @@ from bench.soak import free_port, stop  # noqa: E402
 
 VENVS = ROOT / "bench" / ".venvs"
 CHECKPOINT = ROOT / "bench" / ".cache" / "bert-base-spread"
+STUDENT = ROOT / "bench" / ".cache" / "student"
 ONNX_CACHE = ROOT / "bench" / ".cache" / "onnx"
 PACKAGES = {
     "routellm": ["routellm[serve]==0.2.0", "torch==2.13.0"],
@@ -143,7 +146,7 @@ def gateway_config(path: Path, upstream: str) -> Path:
     return path
 
 
-def start_all(tmp: Path, which: set[str]) -> dict[str, Server]:
+def start_all(tmp: Path, which: set[str], student: Path) -> dict[str, Server]:
     import yaml
 
     servers: dict[str, Server] = {}
@@ -160,8 +163,12 @@ def start_all(tmp: Path, which: set[str]) -> dict[str, Server]:
     servers["upstream"].direct_model = "ok:strong"
     servers["upstream"].name = "fake upstream alone"
     config = gateway_config(tmp / "gateway.yaml", upstream)
-    for dtype in ("float32", "auto"):
-        name = f"gateway-{dtype}"
+    gateways = (
+        ("gateway-float32", CHECKPOINT, "float32"),
+        ("gateway-auto", CHECKPOINT, "auto"),
+        ("gateway-student", student, "auto"),
+    )
+    for name, model, dtype in gateways:
         if name not in which:
             continue
         port = free_port()
@@ -177,7 +184,7 @@ def start_all(tmp: Path, which: set[str]) -> dict[str, Server]:
             port,
             "/health",
             {
-                "ROUTELLM_BERT_MODEL": str(CHECKPOINT),
+                "ROUTELLM_BERT_MODEL": str(model),
                 "ROUTELLM_BERT_DTYPE": dtype,
                 "ROUTELLM_BERT_DEVICE": "cpu",
                 "ROUTELLM_BERT_CACHE_SIZE": "0",
@@ -187,7 +194,8 @@ def start_all(tmp: Path, which: set[str]) -> dict[str, Server]:
             tmp,
         )
         chosen = httpx.get(f"{servers[name].url}/health", timeout=10).json()["classifier"]
-        servers[name].name = f"gateway {chosen['dtype']} ({chosen['runtime']})"
+        kind = "student" if name == "gateway-student" else "gateway"
+        servers[name].name = f"{kind} {chosen['dtype']} ({chosen['runtime']})"
     if "routellm" in which:
         (tmp / "routellm.yaml").write_text(
             yaml.safe_dump({"bert": {"checkpoint_path": str(CHECKPOINT)}})
@@ -367,8 +375,15 @@ def main() -> int:
     parser.add_argument("--run-timeout", type=float, default=120.0, help="seconds per run, at most")
     parser.add_argument(
         "--systems",
-        default="gateway-float32,gateway-auto,routellm,litellm",
-        help="which of gateway-float32, gateway-auto, routellm, litellm to start",
+        default="gateway-float32,gateway-auto,gateway-student,routellm,litellm",
+        help="which of gateway-float32, gateway-auto, gateway-student, routellm, litellm to start "
+        "(gateway-student only when --student exists)",
+    )
+    parser.add_argument(
+        "--student",
+        type=Path,
+        default=STUDENT,
+        help="a distilled router the gateway also serves (default: bench/train_real.py's)",
     )
     args = parser.parse_args()
     if args.serve_upstream:
@@ -384,6 +399,8 @@ def main() -> int:
 
     started = time.perf_counter()
     which = set(args.systems.split(","))
+    if not (args.student / "config.json").exists():
+        which.discard("gateway-student")
     prompts, _ = make_prompts(args.requests * 3 + 16, seed=7, checkpoint=CHECKPOINT)
     warm, routed16, routed1, direct = (
         prompts[:16],
@@ -394,8 +411,8 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="bench-compare-"))
     servers: dict[str, Server] = {}
     try:
-        servers = start_all(tmp, which)
-        routed_names = ["routellm", "gateway-float32", "gateway-auto"]
+        servers = start_all(tmp, which, args.student)
+        routed_names = ["routellm", "gateway-float32", "gateway-auto", "gateway-student"]
         for name in routed_names:  # first passes pick kernels: not on the clock
             if name in servers:
                 asyncio.run(run_load(servers[name].url, ROUTED, warm, 4, 120, Sample()))
@@ -445,6 +462,13 @@ def main() -> int:
         (
             f"routed x16, {auto} / RouteLLM, req/s",
             find(r16, auto),
+            find(r16, "Route"),
+            "rate",
+            "≥ 8×",
+        ),
+        (
+            "routed x16, student (distilled) / RouteLLM, req/s",
+            find(r16, "student"),
             find(r16, "Route"),
             "rate",
             "≥ 8×",

@@ -767,8 +767,10 @@ def report(fleet: Fleet, load: Load, balancer: Balancer, ledger_url: str, wall: 
     ).most_common(6):
         print(f"    x{n} {outcome} {detail}")
     print("\nreplica logs:")
+    found: Counter[str] = Counter()
     for replica in fleet.replicas:
         text = replica.log.read_text(errors="replace")
+        found.update({m: text.count(m) for m in LOG_MARKERS})
         marks = ", ".join(f'"{m}" {text.count(m)}' for m in LOG_MARKERS)
         errors = Counter(
             line.split(" ", 3)[-1][:90]
@@ -798,6 +800,7 @@ def report(fleet: Fleet, load: Load, balancer: Balancer, ledger_url: str, wall: 
         ("answered in ledger", len(present)),
         ("answered missing", f"{len(missing)} ({len(late)} in the killed replica's last second)"),
         ("duplicate ids", dups),
+        ("replica logs", ", ".join(f'"{m}" {found[m]}' for m in LOG_MARKERS)),
         ("exit codes", "; ".join(f"{name}: {code}" for name, code in fleet.exits)),
         ("duration", f"{wall:.1f} s wall"),
     ]

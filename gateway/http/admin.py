@@ -148,6 +148,7 @@ async def dashboard(request: Request[Any, Any, Any]) -> dict[str, Any]:
     if shadow is not None:  # this process's own counters, beside the ledger's fleet-wide ones
         data["quality"]["shadow"]["process"] = {
             **asdict(shadow.stats),
+            "waiting": shadow.waiting,
             "spent_today_usd": shadow.spent_today(),
         }
     return data

@@ -15,7 +15,9 @@ cost.
 
 The jobs send on the app's `httpx.AsyncClient` directly: never through the `Forwarder`, so their
 failures open no breaker that serves clients and count in no client metric. At most
-`quality.concurrency` jobs run at once (a request sampled while all are busy is not judged).
+`quality.concurrency` jobs run at once; a request sampled while all are busy waits in a queue of
+`quality.queue` and starts when a job ends, so the share judged is the share configured: it is
+skipped only when the queue is full (counted as `busy`) or the day's budget is spent.
 Spend is summed per UTC day from the answers' usage at the models' prices (`load_settings`
 refuses shadowing when a model it may call has no price); a successful answer without usage is
 counted at a worst case of one token per byte of request and answer, and a failed one (HTTP
@@ -27,6 +29,7 @@ most their own cost.
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import logging
 import random
@@ -82,9 +85,12 @@ class ShadowFailed(Exception):
 
 @dataclass
 class ShadowStats:
-    """This process's counters since start: jobs started, verdicts, failures, and requests not
-    judged because every slot was busy or the day's budget was spent (`/v1/dashboard`)."""
+    """This process's counters since start (`/v1/dashboard`): requests eligible for judging and
+    those sampled, jobs started, verdicts, failures, and sampled requests not judged because the
+    queue was full (`busy`) or the day's budget was spent."""
 
+    eligible: int = 0
+    sampled: int = 0
     started: int = 0
     judged: int = 0
     failed: int = 0
@@ -152,6 +158,7 @@ class Shadow:
         self.rng = rng or random.Random()  # noqa: S311
         self.stats = ShadowStats()
         self._jobs: set[asyncio.Task[None]] = set()
+        self._waiting: collections.deque[tuple[Any, ...]] = collections.deque()
         self._day = ""
         self._spent = 0.0
 
@@ -174,6 +181,11 @@ class Shadow:
             self._day, self._spent = day, 0.0
         return self._spent
 
+    @property
+    def waiting(self) -> int:
+        """Sampled requests queued for a job."""
+        return len(self._waiting)
+
     def consider(
         self,
         request_id: str,
@@ -186,29 +198,51 @@ class Shadow:
     ) -> bool:
         """Maybe judge one finished request (`pair`: its router's strong and weak model;
         `answer`: the client's non-streamed answer, None when it was streamed). Returns at
-        once; True when a job started."""
+        once; True when a job started or waits in the queue."""
         if (
             provider.name != "chat"
             or pair is None
             or decision.reason not in JUDGED_REASONS
             or decision.score is None
-            or self.rng.random() >= self.config.shadow_share
         ):
             return False
+        self.stats.eligible += 1
+        if self.rng.random() >= self.config.shadow_share:
+            return False
+        self.stats.sampled += 1
         if self.spent_today() >= self.config.daily_budget_usd:
             self.stats.over_budget += 1
             return False
-        if len(self._jobs) >= self.config.concurrency:
+        job = (request_id, call, decision, pair, answer)
+        if len(self._jobs) < self.config.concurrency:
+            self._start(job)
+        elif len(self._waiting) < self.config.queue:
+            self._waiting.append(job)
+        else:
             self.stats.busy += 1
             return False
-        self.stats.started += 1
-        job = asyncio.ensure_future(self._judge(request_id, call, decision, pair, answer))
-        self._jobs.add(job)
-        job.add_done_callback(self._jobs.discard)
         return True
 
+    def _start(self, job: tuple[Any, ...]) -> None:
+        self.stats.started += 1
+        task = asyncio.ensure_future(self._judge(*job))
+        self._jobs.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        """A job ended: the next waiting request takes its place, budget permitting."""
+        self._jobs.discard(task)
+        while self._waiting and len(self._jobs) < self.config.concurrency:
+            job = self._waiting.popleft()
+            if self.spent_today() >= self.config.daily_budget_usd:
+                self.stats.over_budget += 1
+                continue
+            self._start(job)
+
     async def aclose(self) -> None:
-        """Cancel the jobs still running; each records what it had spent."""
+        """Drop the waiting requests and cancel the jobs still running; each records what it
+        had spent."""
+        self._waiting.clear()
         for job in list(self._jobs):
             job.cancel()
         await asyncio.gather(*self._jobs, return_exceptions=True)

@@ -45,9 +45,12 @@ class QualitySettings:
     daily_budget_usd: float = 0.0
     """Estimated USD of shadow and judge calls per UTC day; shadowing stops at it."""
     concurrency: int = 4
-    """Shadow jobs running at once; a request sampled while all are busy is not judged."""
+    """Shadow jobs running at once; a request sampled while all are busy waits in the queue."""
     timeout: float = 120.0
     """Seconds one shadow job (the shadow answer and the judge's verdict) may take."""
+    queue: int = 256
+    """Sampled requests waiting for a free job; one sampled while the queue is full is not
+    judged (so the achieved share stays the configured one under bursts it can absorb)."""
 
     @property
     def enabled(self) -> bool:
@@ -153,7 +156,7 @@ def read_quality(
     if not section:
         return QualitySettings()
     key = f"quality {where}".strip()
-    allowed = {"shadow_share", "judge", "daily_budget_usd", "concurrency", "timeout"}
+    allowed = {"shadow_share", "judge", "daily_budget_usd", "concurrency", "timeout", "queue"}
     unknown = set(section) - allowed
     if unknown:
         raise SettingsError(
@@ -176,6 +179,9 @@ def read_quality(
     if concurrency != int(concurrency):
         raise SettingsError(f"{key}: concurrency must be a whole number of jobs, e.g. 4")
     timeout = number("timeout", 120.0, 0.001, 86400.0)
+    queue = number("queue", 256, 0, 100_000)
+    if queue != int(queue):
+        raise SettingsError(f"{key}: queue must be a whole number of requests, e.g. 256")
     judge = section.get("judge")
     if judge is not None and (not isinstance(judge, str) or judge not in models):
         known = ", ".join(sorted(models))
@@ -183,7 +189,7 @@ def read_quality(
             f"{key}: judge {judge!r} is not a model the gateway serves: name one of "
             f"`models:` ({known})"
         )
-    quality = QualitySettings(share, judge, budget, int(concurrency), timeout)
+    quality = QualitySettings(share, judge, budget, int(concurrency), timeout, int(queue))
     if not quality.enabled:
         return quality
     if judge is None:

@@ -28,6 +28,7 @@ entry, up to a first ':'), so one server plays every part; answers name the whol
                   `verdict=strong|tie|weak` written in the judged question (tie without one);
                   it finds which of answers A and B is the strong model's (the one whose text
                   holds "strong") and answers [[A]], [[B]] or [[C]] accordingly
+    slow-judge    the same judge, answering after 1.5 s
 
 It records every request (`history`), counts requests opened and finished (`open_streams`,
 `closed_streams`), and `cancelled`: requests whose connection the gateway closed before the
@@ -112,10 +113,10 @@ class FakeUpstream:
             return
         if behaviour == "hang":
             await asyncio.sleep(3600)
-        if behaviour == "slow-first":
+        if behaviour in ("slow-first", "slow-judge"):
             await asyncio.sleep(1.5)
         answer, stream_frames = APIS.get(path, APIS["/v1/chat/completions"])
-        if behaviour == "judge":
+        if behaviour in ("judge", "slow-judge"):
             judged = answer(model)
             judged["choices"][0]["message"]["content"] = _judge(body)
             await _respond(send, 200, json.dumps(judged).encode(), [])

@@ -179,6 +179,11 @@ function drawQuality(quality) {
   const shadow = quality.shadow;
   $("shadow-spend").textContent = `${usd(shadow.spent_usd)} (cap ${usd(shadow.daily_budget_usd)} a day)`;
   $("shadow-failed").textContent = `${shadow.failed} of ${shadow.attempts}`;
+  // This process's achieved share beside the configured one (skips: queue full or budget spent).
+  const process = shadow.process;
+  $("shadow-share").textContent = process && process.eligible
+    ? `${pct(process.started / process.eligible)} of ${process.eligible} (configured ${pct(shadow.share)})`
+    : `configured ${pct(shadow.share)}`;
   rows($("feedback").tBodies[0], Object.entries(quality.feedback).map(([model, f]) => [
     model, String(f.requests), String(f.feedback), pct(f.rate), f.mean_score === null ? "–" : f.mean_score.toFixed(2),
   ]));

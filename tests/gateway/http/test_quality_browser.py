@@ -85,6 +85,7 @@ def test_quality_panels_show_the_ledger(
             assert page.inner_text("#judged") == "5"
             assert page.inner_text("#shadow-spend") == f"{usd(5 * 0.0025)} (cap {usd(0)} a day)"
             assert page.inner_text("#shadow-failed") == "0 of 5"
+            assert page.inner_text("#shadow-share") == f"configured {pct(0.0)}"  # shadowing off
             # Buckets 0.1, 0.3, 0.6 and 0.9 hold judged requests: one point each.
             assert page.locator("#reliability circle.judged").count() == 4
             titles = page.locator("#reliability circle.judged title").all_text_contents()

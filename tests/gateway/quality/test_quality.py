@@ -73,10 +73,10 @@ def ask(url: str, prompt: str, *, stream: bool = False, key: str | None = None) 
     return httpx.post(f"{url}/v1/chat/completions", json=body, headers=headers, timeout=10)
 
 
-def exported(url: str, count: int, *, judged: int = 0) -> list[dict[str, Any]]:
+def exported(url: str, count: int, *, judged: int = 0, seconds: float = 10) -> list[dict[str, Any]]:
     """`/v1/decisions` once `count` rows, `judged` of them with a verdict, are in the ledger
     (bounded wait: the writer and the shadow jobs run in the background)."""
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + seconds
     while True:
         data: list[dict[str, Any]] = httpx.get(f"{url}/v1/decisions").json()["data"]
         done = sum(row["verdict"] is not None for row in data)
@@ -150,7 +150,10 @@ def test_verdicts_fill_the_reliability_diagram_as_scripted(quality_gateway: Gate
     shadow = figures["shadow"]
     assert (shadow["attempts"], shadow["judged"], shadow["failed"]) == (7, 7, 0)
     assert shadow["process"] == {
+        "eligible": 7,
+        "sampled": 7,
         "started": 7,
+        "waiting": 0,
         "judged": 7,
         "failed": 0,
         "busy": 0,
@@ -238,17 +241,33 @@ def test_jobs_are_bounded_and_shutdown_cancels_them_keeping_their_spend(
     quality_gateway: Gateway, tmp_path: Path
 ) -> None:
     started = time.monotonic()
-    with quality_gateway(judge="hang", timeout=3600, concurrency=1) as url:
+    with quality_gateway(judge="hang", timeout=3600, concurrency=1, queue=1) as url:
         answers = [ask(url, f"q{i} p=0.9") for i in range(3)]
         exported(url, 3)
         process = quality(url)["shadow"]["process"]
     assert [a.status_code for a in answers] == [200] * 3
-    assert (process["started"], process["busy"]) == (1, 2)  # one slot, held by the hung judge
+    # One job, held by the hung judge; one request waits for it; the queue of one is full.
+    assert (process["started"], process["waiting"], process["busy"]) == (1, 1, 1)
     assert time.monotonic() - started < 30  # the hanging judge did not hold the shutdown
     with sqlite3.connect(tmp_path / "ledger.sqlite3") as db:
         ((error, cost),) = db.execute("SELECT error, cost_usd FROM routellm_verdicts").fetchall()
     assert error == "cancelled at shutdown"
     assert cost == pytest.approx(CALL)  # the shadow answer arrived before the judge hung
+
+
+def test_a_sampled_request_waits_for_a_job_instead_of_being_skipped(
+    quality_gateway: Gateway,
+) -> None:
+    """Share 1.0, a judge that takes 1.5 s, 12 requests one after another: every one is judged
+    (they queue behind the 4 jobs), so the share judged is the share configured."""
+    with quality_gateway(judge="slow-judge") as url:
+        answers = [ask(url, f"q{i} p=0.9 verdict=strong") for i in range(12)]
+        rows = exported(url, 12, judged=12, seconds=30)
+        process = quality(url)["shadow"]["process"]
+    assert [a.status_code for a in answers] == [200] * 12
+    assert sum(1 for r in rows if r["verdict"] and r["verdict"]["verdict"] == "strong") == 12
+    assert (process["eligible"], process["sampled"], process["started"]) == (12, 12, 12)
+    assert (process["busy"], process["over_budget"], process["waiting"]) == (0, 0, 0)
 
 
 def test_feedback_is_stored_replaced_exported_and_shown_per_model(
