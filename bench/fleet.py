@@ -74,6 +74,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -561,6 +562,20 @@ class Fleet:
         wall = time.time() - self.now() + at
         return time.strftime("%H:%M:%S", time.localtime(wall)) + f"{wall % 1:.3f}"[1:]
 
+    def log_near(self, r: Result, margin: float = 0.5) -> list[str]:
+        """The lines of `r`'s replica's log (not the per-request ones) written while it ran."""
+        if r.replica is None:
+            return []
+        start = time.time() - self.now() + r.sent - margin
+        end = time.time() - self.now() + r.ended + margin
+        near = []
+        for line in self.replicas[r.replica - 1].log.read_text(errors="replace").splitlines():
+            with contextlib.suppress(ValueError):
+                at = datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+                if start <= at <= end and " event=chat " not in line:
+                    near.append(line[11:160])
+        return near
+
     async def event(self, name: str, action: Callable[[], Awaitable[None]]) -> None:
         start = self.now()
         print(f"  [{start:6.1f} s] {name} ...", flush=True)
@@ -749,6 +764,9 @@ def report(fleet: Fleet, load: Load, balancer: Balancer, ledger_url: str, wall: 
                     f"({fleet.clock(r.sent)}), ended {r.ended:.2f} s, replica {r.replica}, "
                     f"HTTP {r.status or '-'}, during {during(fleet, r)}; tail {r.sample or '-'}"
                 )
+                if group is broken:
+                    for line in fleet.log_near(r):
+                        print(f"        replica {r.replica} log: {line}")
     print("\nledger (PostgreSQL routellm_decisions):")
     print(f"  answered ids missing: {len(missing)}, of them answered by replica 2 in the last")
     print(f"  second before its SIGKILL: {len(late)}; answered ids without a 2xx row: {not_ok}")

@@ -33,6 +33,7 @@ from gateway.observe.metrics import Telemetry
 from gateway.observe.tracing import Tracing
 from gateway.observe.tracing import tracer_provider as make_tracer_provider
 from gateway.quality.shadow import Shadow
+from gateway.routing.checkpoints import close_own, open_own
 from gateway.routing.state import open_store
 from gateway.settings.load import Settings, from_environment
 
@@ -73,6 +74,7 @@ def create_app(
         spans = tracer_provider or make_tracer_provider(settings.tracing)
         owned = classifier is None
         clf = classifier or await open_classifier(settings.classifier)
+        own = await open_own(settings, clf)
         ledger = Ledger.open(settings) if settings.ledger.enabled else None
         telemetry = Telemetry(settings, ledger)
         store = open_store(settings.redis_url, settings.redis_timeout)
@@ -90,6 +92,7 @@ def create_app(
             drain=drain,
             tracing=Tracing(spans),
             shadow=shadow,
+            own_classifiers=own,
         )
         app.state.settings = settings
         app.state.ledger = ledger
@@ -100,6 +103,7 @@ def create_app(
                 await shadow.aclose()  # before the client and the ledger it uses close
             await client.aclose()
             await store.aclose()
+            await close_own(own, clf)
             if owned:
                 await clf.aclose()
             if ledger is not None:

@@ -81,6 +81,8 @@ class Exchange:
             prompt=self.chosen.text or None,
             classified_chars=len(self.chosen.text),
             classified_from=self.chosen.source,
+            router=decision.router if decision else None,
+            checkpoint=decision.checkpoint if decision else None,
         )
 
     def headers(self) -> dict[str, str]:

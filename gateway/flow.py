@@ -103,7 +103,8 @@ class Relay:
 class Gateway:
     """Everything a request needs, built once per app: settings, decider, forwarder, the
     accounts (telemetry, ledger), and the state later calls depend on (conversations, answer
-    owners) in `store` (default: this process's memory)."""
+    owners) in `store` (default: this process's memory). `own_classifiers`: the routers with
+    their own checkpoint (`gateway.routing.checkpoints`)."""
 
     def __init__(
         self,
@@ -117,10 +118,11 @@ class Gateway:
         drain: Drain | None = None,
         tracing: Tracing | None = None,
         shadow: Shadow | None = None,
+        own_classifiers: Mapping[str, Classifier] | None = None,
     ) -> None:
         self.settings = settings
         self.classifier = classifier
-        self.decider = Decider(settings, classifier)
+        self.decider = Decider(settings, classifier, own_classifiers)
         self.telemetry = telemetry or Telemetry(settings)
         self.ledger = ledger
         self.forwarder = Forwarder(settings, client, on_error=self._upstream_failed)
@@ -176,7 +178,14 @@ class Gateway:
         if pin is None or pin.model not in self.settings.models:
             return None
         fallback = policy.router.fallback
-        return Decision(pin.model, "pinned", name, threshold=policy.threshold, fallback=fallback)
+        return Decision(
+            pin.model,
+            "pinned",
+            name,
+            threshold=policy.threshold,
+            fallback=fallback,
+            router=policy.router.name,
+        )
 
     async def complete(
         self,

@@ -168,6 +168,7 @@ async def health(state: State) -> Response[dict[str, Any]]:
     body = {
         "status": status,
         "classifier": await gateway.classifier.health(),
+        "router_checkpoints": {name: c.name for name, c in gateway.decider.own.items()},
         "breakers": gateway.forwarder.breakers.open(time.monotonic()),
         "conversations": gateway.conversations.health(),
     }

@@ -84,6 +84,8 @@ decisions = sa.Table(
     sa.Column("prompt", sa.Text),
     sa.Column("classified_chars", sa.Integer),
     sa.Column("classified_from", sa.String(32)),
+    sa.Column("router", sa.String(256)),
+    sa.Column("checkpoint", sa.String(1024)),
 )
 feedback = sa.Table(
     "routellm_feedback",
@@ -152,6 +154,10 @@ class DecisionRow:
     """Length of the text the router classified (`gateway.routing.human_text`)."""
     classified_from: str | None = None
     """Where that text came from: `user_text`, `previous_turn`, `fallback` or `none`."""
+    router: str | None = None
+    """The router that decided (`router`, a name under `routers:`); None for a direct model."""
+    checkpoint: str | None = None
+    """The checkpoint (or classifier URL) that classified the text."""
 
     @property
     def win_rate(self) -> float | None:

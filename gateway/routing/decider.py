@@ -69,6 +69,10 @@ class Decision:
     """Where the request may move if the chosen model's upstream fails before its first byte:
     its router's fallback; None for a model asked for by name (never swapped) or pinned to an
     earlier answer."""
+    router: str | None = None
+    """The router that decided (`router`, a name under `routers:`); None for a direct model."""
+    checkpoint: str | None = None
+    """The checkpoint (or classifier URL) that classified the text, when one did."""
 
     @property
     def routed(self) -> bool:
@@ -110,11 +114,21 @@ class Policy:
 
 
 class Decider:
-    """Turns a requested model name and the text to classify into a `Decision`."""
+    """Turns a requested model name and the text to classify into a `Decision`. A router with
+    its own checkpoint (`routers.<name>.classifier`) classifies with `own[name]`."""
 
-    def __init__(self, settings: Settings, classifier: Classifier) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        classifier: Classifier,
+        own: Mapping[str, Classifier] | None = None,
+    ) -> None:
         self.settings = settings
         self.classifier = classifier
+        self.own = own or {}
+
+    def classifier_of(self, router: RouterSpec) -> Classifier:
+        return self.own.get(router.name, self.classifier)
 
     def policy(self, name: str) -> Policy:
         """How `name` is served; `ModelNotFound` / `InvalidRequest` for names it cannot serve."""
@@ -163,19 +177,26 @@ class Decider:
         policy = self.policy(name)
         if policy.kind == "direct":
             return Decision(model=name, reason="direct", requested=name)
-        assert policy.router is not None  # every routed policy carries its router
-        fallback = policy.router.fallback
+        router = policy.router
+        assert router is not None  # every routed policy carries its router
+        fallback = router.fallback
+        classifier = self.classifier_of(router)
+        unclassified = Decision(
+            fallback,
+            "no_text",
+            name,
+            threshold=policy.threshold,
+            fallback=fallback,
+            router=router.name,
+            checkpoint=classifier.name,
+        )
         if not text:
-            return Decision(
-                fallback, "no_text", name, threshold=policy.threshold, fallback=fallback
-            )
+            return unclassified
         try:
-            (scores,) = await self.classifier.classify([text])
+            (scores,) = await classifier.classify([text])
         except ClassifierError:
-            return Decision(
-                fallback, "classifier_error", name, threshold=policy.threshold, fallback=fallback
-            )
-        return self.apply(policy, scores, name)
+            return replace(unclassified, reason="classifier_error")
+        return replace(self.apply(policy, scores, name), checkpoint=classifier.name)
 
     def continuing(self, name: str, owner: str) -> Decision:
         """A call that continues an answer `owner` made: it must reach the same upstream."""
@@ -210,7 +231,7 @@ class Decider:
             model: str, reason: Reason, score: float, at: float | None = threshold
         ) -> Decision:
             return Decision(
-                model, reason, requested, label, score, scores.as_dict(), at, r.fallback
+                model, reason, requested, label, score, scores.as_dict(), at, r.fallback, r.name
             )
 
         if policy.kind == "mapping":

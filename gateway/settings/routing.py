@@ -10,9 +10,9 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
-from classifier.settings import SettingsError
+from classifier.settings import DtypeSetting, SettingsError
 from gateway.settings.base import config_section, fraction, optional_model
 from gateway.settings.upstreams import ModelTarget, Upstream
 
@@ -53,6 +53,11 @@ class RouterSpec:
     strong: str | None = None
     weak: str | None = None
     tiers: tuple[Tier, ...] = ()
+    classifier: str | None = None
+    """The router's own checkpoint (a directory or hub id; `classifier:` under `routers:`);
+    None: the gateway's (`ROUTELLM_BERT_MODEL` / `ROUTELLM_BERT_URL`)."""
+    dtype: DtypeSetting | None = None
+    """Its dtype (`dtype:` beside it); None: `ROUTELLM_BERT_DTYPE`."""
 
     @property
     def kind(self) -> Literal["tiers", "mapping", "winrate"]:
@@ -68,7 +73,9 @@ TIERS_EXAMPLE = (
     '[{"model": "gpt-4o", "min_win_rate": 0.7}, {"model": "gpt-4o-mini", "min_win_rate": 0.3}, '
     '{"model": "llama3"}]'
 )
-ROUTER_KEYS = frozenset({"mapping", "threshold", "fallback", "strong", "weak", "tiers"})
+ROUTER_KEYS = frozenset(
+    {"mapping", "threshold", "fallback", "strong", "weak", "tiers", "classifier", "dtype"}
+)
 
 
 def read_default_router(
@@ -265,8 +272,26 @@ def named_routers(doc: Mapping[str, Any], where: str) -> dict[str, RouterSpec]:
         )
         if fallback is None:
             raise SettingsError(f"{key}: with a mapping, name the `fallback` model")
-        found[name] = RouterSpec(name, fallback, mapping, threshold, strong, weak, tiers)
+        checkpoint, dtype = _own_classifier(section, key)
+        found[name] = RouterSpec(
+            name, fallback, mapping, threshold, strong, weak, tiers, checkpoint, dtype
+        )
     return found
+
+
+def _own_classifier(section: Mapping[str, Any], key: str) -> tuple[str | None, DtypeSetting | None]:
+    checkpoint = section.get("classifier")
+    if checkpoint is not None and (not isinstance(checkpoint, str) or not checkpoint.strip()):
+        raise SettingsError(f"{key}: classifier must be a checkpoint directory or hub id")
+    dtype = section.get("dtype")
+    if dtype is None:
+        return checkpoint, None
+    if checkpoint is None:
+        raise SettingsError(f"{key}: dtype goes beside the router's own `classifier:`")
+    for allowed in get_args(DtypeSetting):
+        if dtype == allowed:
+            return checkpoint, allowed  # type: ignore[no-any-return]
+    raise SettingsError(f"{key}: dtype {dtype!r}: use {', '.join(get_args(DtypeSetting))}")
 
 
 def router_models(spec: RouterSpec) -> list[str]:
