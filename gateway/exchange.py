@@ -83,6 +83,8 @@ class Exchange:
             classified_from=self.chosen.source,
             router=decision.router if decision else None,
             checkpoint=decision.checkpoint if decision else None,
+            candidate_model=decision.candidate_model if decision else None,
+            candidate_score=decision.candidate_score if decision else None,
         )
 
     def headers(self) -> dict[str, str]:

@@ -153,17 +153,20 @@ class Gateway:
         *,
         record: bool = True,
         chosen: ChosenText | None = None,
+        arm: str | None = None,
     ) -> Decision:
         """The decision for `call`; within `conversation`, the policy may keep its model
         (`record=False`: without updating the conversation's state). A turn of an agent's tool
-        loop (no new human words) keeps the model its conversation holds, unclassified."""
+        loop (no new human words) keeps the model its conversation holds, unclassified.
+        `arm`: what a canary share is drawn by when there is no conversation (the request id)."""
         chosen = chosen or self.chosen_text(call)
         if chosen.source == "previous_turn" and conversation is not None:
             held = await self._held(call.model, conversation)
             if held is not None:
                 return held
         started = time.perf_counter()
-        decision = await self.decider.decide(call.model, chosen.text)
+        arm = conversation.id if conversation is not None else arm
+        decision = await self.decider.decide(call.model, chosen.text, arm)
         if decision.reason != "direct":
             self.telemetry.classified(time.perf_counter() - started)
         if conversation is not None:
@@ -297,7 +300,7 @@ class Gateway:
         owner = await self._owner(call.previous_id) if call.previous_id else None
         if owner is not None:
             return self.decider.continuing(call.model, owner)
-        return await self.decide(call, conversation, chosen=exchange.chosen)
+        return await self.decide(call, conversation, chosen=exchange.chosen, arm=exchange.id)
 
     async def _owner(self, answer_id: str) -> str | None:
         """The model that made an earlier answer; None when unknown (or the store is down: the

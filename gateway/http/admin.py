@@ -5,6 +5,8 @@
     GET /v1/savings?since=T                            spend against the baseline
     GET /v1/dashboard?since=T[&buckets=N]              everything /ui draws
     GET /v1/whatif?threshold=t[&since=T]               the win-rate rule re-run at t
+    GET /v1/routers/compare?incumbent=A&candidate=B    two routers side by side (canary arms,
+                                                       shadow disagreements, judged quality)
     GET /ui                                            the dashboard (static, works offline)
 
 The data routes need a key from `ROUTELLM_ADMIN_KEYS`; when client keys are set and no admin
@@ -37,6 +39,7 @@ from gateway.errors import (
     Unauthorized,
 )
 from gateway.ledger import reports
+from gateway.ledger.compare import compare
 from gateway.ledger.writer import Ledger
 from gateway.quality.shadow import Shadow
 from gateway.settings.load import Settings
@@ -164,8 +167,30 @@ async def what_if(request: Request[Any, Any, Any]) -> dict[str, Any]:
     return await _read(lambda: reports.what_if(ledger, threshold, since))
 
 
+@get("/v1/routers/compare", guards=[require_admin])
+async def compare_routers(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    ledger = _ledger(request)
+    settings: Settings = request.app.state.settings
+    names: list[str] = []
+    for param in ("incumbent", "candidate"):
+        name = str(request.query_params.get(param))
+        if name not in settings.routers:
+            known = ", ".join(sorted(settings.routers))
+            raise InvalidRequest(f"{param} must name a router: one of {known}", param=param)
+        names.append(name)
+    since = _since(request)
+    return await _read(lambda: compare(ledger, settings, names[0], names[1], since))
+
+
 ui = create_static_files_router(
     path="/ui", directories=[UI_DIR], html_mode=True, name="ui", include_in_schema=False
 )
 
-ADMIN_HANDLERS: list[ControllerRouterHandler] = [list_decisions, savings, dashboard, what_if, ui]
+ADMIN_HANDLERS: list[ControllerRouterHandler] = [
+    list_decisions,
+    savings,
+    dashboard,
+    what_if,
+    compare_routers,
+    ui,
+]

@@ -86,6 +86,8 @@ decisions = sa.Table(
     sa.Column("classified_from", sa.String(32)),
     sa.Column("router", sa.String(256)),
     sa.Column("checkpoint", sa.String(1024)),
+    sa.Column("candidate_model", sa.String(256)),
+    sa.Column("candidate_score", sa.Float),
 )
 feedback = sa.Table(
     "routellm_feedback",
@@ -158,6 +160,9 @@ class DecisionRow:
     """The router that decided (`router`, a name under `routers:`); None for a direct model."""
     checkpoint: str | None = None
     """The checkpoint (or classifier URL) that classified the text."""
+    candidate_model: str | None = None
+    """In shadow mode, the model the router's candidate would have chosen, and its score."""
+    candidate_score: float | None = None
 
     @property
     def win_rate(self) -> float | None:

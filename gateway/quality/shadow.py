@@ -207,7 +207,10 @@ class Shadow:
         ):
             return False
         self.stats.eligible += 1
-        if self.rng.random() >= self.config.shadow_share:
+        # Where a shadow-mode candidate chose otherwise, the verdict is what tells them apart:
+        # such requests are always sampled, and go to the front of the queue.
+        disagrees = decision.candidate_model not in (None, decision.model)
+        if not disagrees and self.rng.random() >= self.config.shadow_share:
             return False
         self.stats.sampled += 1
         if self.spent_today() >= self.config.daily_budget_usd:
@@ -217,7 +220,10 @@ class Shadow:
         if len(self._jobs) < self.config.concurrency:
             self._start(job)
         elif len(self._waiting) < self.config.queue:
-            self._waiting.append(job)
+            if disagrees:
+                self._waiting.appendleft(job)
+            else:
+                self._waiting.append(job)
         else:
             self.stats.busy += 1
             return False

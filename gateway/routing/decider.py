@@ -19,6 +19,7 @@ user's question.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -73,6 +74,10 @@ class Decision:
     """The router that decided (`router`, a name under `routers:`); None for a direct model."""
     checkpoint: str | None = None
     """The checkpoint (or classifier URL) that classified the text, when one did."""
+    candidate_model: str | None = None
+    """In shadow mode, the model the router's candidate would have chosen."""
+    candidate_score: float | None = None
+    """... and the candidate's score for it."""
 
     @property
     def routed(self) -> bool:
@@ -172,11 +177,29 @@ class Decider:
             )
         return Policy("winrate", threshold, s.routers[ROUTER])
 
-    async def decide(self, name: str, text: str) -> Decision:
-        """`text`: what the API's provider extracted for classification ('' when none)."""
+    async def decide(self, name: str, text: str, arm: str | None = None) -> Decision:
+        """`text`: what the API's provider extracted for classification ('' when none);
+        `arm`: the conversation (or request) id a canary share is drawn by."""
         policy = self.policy(name)
         if policy.kind == "direct":
             return Decision(model=name, reason="direct", requested=name)
+        router = policy.router
+        assert router is not None  # every routed policy carries its router
+        candidate = router.candidate
+        if candidate is None:
+            return await self._decide(policy, name, text)
+        chosen = in_share(arm or text, candidate.share)
+        if candidate.mode == "canary":
+            if chosen:
+                return await self._decide(self.policy(candidate.router), name, text)
+            return await self._decide(policy, name, text)
+        decision = await self._decide(policy, name, text)
+        if not chosen:
+            return decision
+        shadow = await self._decide(self.policy(candidate.router), name, text)
+        return replace(decision, candidate_model=shadow.model, candidate_score=shadow.score)
+
+    async def _decide(self, policy: Policy, name: str, text: str) -> Decision:
         router = policy.router
         assert router is not None  # every routed policy carries its router
         fallback = router.fallback
@@ -250,3 +273,12 @@ class Decider:
         if win_rate >= threshold:
             return decision(r.strong, "strong", win_rate)
         return decision(r.weak, "weak", win_rate)
+
+
+def in_share(key: str, share: float) -> bool:
+    """Whether `key` falls in the first `share` of a stable hash's range: the same key always
+    lands on the same side, and keys spread evenly."""
+    if share >= 1.0:
+        return True
+    digest = hashlib.sha256(key.encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < share

@@ -30,6 +30,7 @@ from gateway.settings.accounts import (
     read_quality,
 )
 from gateway.settings.base import DEFAULT_BASE_URL, config_section, http_url
+from gateway.settings.candidates import check_candidates
 from gateway.settings.routing import (
     ROUTER,
     SKIP_TAGS,
@@ -183,6 +184,9 @@ def load_settings(env: Mapping[str, str], config_path: str | None = None) -> Set
             )
     for spec in (default_router, *named.values()):
         check_one_api(spec, models, upstreams)
+    check_candidates(
+        {spec.name: spec.candidate for spec in (default_router, *named.values())}, set(named)
+    )
 
     keys = tuple(k.strip() for k in env.get("ROUTELLM_API_KEYS", "").split(",") if k.strip())
     apply_prices(env, models)

@@ -14,6 +14,7 @@ from typing import Any, Literal, get_args
 
 from classifier.settings import DtypeSetting, SettingsError
 from gateway.settings.base import config_section, fraction, optional_model
+from gateway.settings.candidates import Candidate, read_candidate
 from gateway.settings.upstreams import ModelTarget, Upstream
 
 ROUTER = "router"
@@ -58,6 +59,8 @@ class RouterSpec:
     None: the gateway's (`ROUTELLM_BERT_MODEL` / `ROUTELLM_BERT_URL`)."""
     dtype: DtypeSetting | None = None
     """Its dtype (`dtype:` beside it); None: `ROUTELLM_BERT_DTYPE`."""
+    candidate: Candidate | None = None
+    """Another router tried beside this one (`gateway.settings.candidates`)."""
 
     @property
     def kind(self) -> Literal["tiers", "mapping", "winrate"]:
@@ -75,6 +78,7 @@ TIERS_EXAMPLE = (
 )
 ROUTER_KEYS = frozenset(
     {"mapping", "threshold", "fallback", "strong", "weak", "tiers", "classifier", "dtype"}
+    | {"candidate"}
 )
 
 
@@ -112,7 +116,10 @@ def read_default_router(
             "ROUTELLM_FALLBACK_MODEL is not set: with ROUTELLM_MAPPING, name the model used below "
             "ROUTELLM_THRESHOLD and when the classifier or an upstream fails"
         )
-    return RouterSpec(ROUTER, fallback, mapping, threshold, strong, weak, tiers)
+    candidate = read_candidate(routing, f"routing {where}".strip())
+    return RouterSpec(
+        ROUTER, fallback, mapping, threshold, strong, weak, tiers, candidate=candidate
+    )
 
 
 def check_one_api(
@@ -274,7 +281,16 @@ def named_routers(doc: Mapping[str, Any], where: str) -> dict[str, RouterSpec]:
             raise SettingsError(f"{key}: with a mapping, name the `fallback` model")
         checkpoint, dtype = _own_classifier(section, key)
         found[name] = RouterSpec(
-            name, fallback, mapping, threshold, strong, weak, tiers, checkpoint, dtype
+            name,
+            fallback,
+            mapping,
+            threshold,
+            strong,
+            weak,
+            tiers,
+            checkpoint,
+            dtype,
+            read_candidate(section, key),
         )
     return found
 
