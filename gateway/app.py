@@ -10,7 +10,7 @@ heavy happens at import or in `create_app`.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -28,12 +28,13 @@ from gateway.flow import Gateway
 from gateway.http.admin import ADMIN_HANDLERS
 from gateway.http.feedback import FEEDBACK_HANDLERS
 from gateway.http.handlers import HANDLERS, provider_for
+from gateway.http.reload import RELOAD_HANDLERS, Reloader, on_sighup
 from gateway.ledger.writer import Ledger
 from gateway.observe.metrics import Telemetry
 from gateway.observe.tracing import Tracing
 from gateway.observe.tracing import tracer_provider as make_tracer_provider
 from gateway.quality.shadow import Shadow
-from gateway.routing.checkpoints import close_own, open_own
+from gateway.routing.checkpoints import open_own
 from gateway.routing.state import open_store
 from gateway.settings.load import Settings, from_environment
 
@@ -55,11 +56,13 @@ def create_app(
     classifier: Classifier | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
     tracer_provider: TracerProvider | None = None,
+    reload: Callable[[], Settings] | None = None,
 ) -> Litestar:
     """Build the gateway. `classifier`, `transport` and `tracer_provider` replace the real ones
     (tests, embedding); without a tracer provider, `settings.tracing` says whether to trace."""
     settings = settings or from_environment()
     drain = Drain(settings.shutdown_grace)
+    load = reload or from_environment
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -74,7 +77,8 @@ def create_app(
         spans = tracer_provider or make_tracer_provider(settings.tracing)
         owned = classifier is None
         clf = classifier or await open_classifier(settings.classifier)
-        own = await open_own(settings, clf)
+        loaded: dict[tuple[str, str], Classifier] = {}
+        own = await open_own(settings, clf, loaded)
         ledger = Ledger.open(settings) if settings.ledger.enabled else None
         telemetry = Telemetry(settings, ledger)
         store = open_store(settings.redis_url, settings.redis_timeout)
@@ -96,6 +100,8 @@ def create_app(
         )
         app.state.settings = settings
         app.state.ledger = ledger
+        app.state.reloader = reloader = Reloader(load, loaded)
+        on_sighup(app, reloader)
         try:
             yield
         finally:
@@ -103,7 +109,7 @@ def create_app(
                 await shadow.aclose()  # before the client and the ledger it uses close
             await client.aclose()
             await store.aclose()
-            await close_own(own, clf)
+            await reloader.aclose(app)
             if owned:
                 await clf.aclose()
             if ledger is not None:
@@ -112,7 +118,7 @@ def create_app(
                 spans.shutdown()  # exports the spans still batched
 
     return Litestar(
-        route_handlers=[*HANDLERS, *ADMIN_HANDLERS, *FEEDBACK_HANDLERS],
+        route_handlers=[*HANDLERS, *ADMIN_HANDLERS, *FEEDBACK_HANDLERS, *RELOAD_HANDLERS],
         lifespan=[lifespan],
         # The drain begins on SIGTERM under `routellm-gateway` (gateway.drain.serve).
         state=State({"drain": drain}),

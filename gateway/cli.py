@@ -59,7 +59,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ClassifierError as exc:
             print(f"routellm-gateway: {exc}", file=sys.stderr)
             return 2
-    app = create_app(settings, classifier=classifier)
+    config = ns.config
+    app = create_app(
+        settings, classifier=classifier, reload=lambda: load_settings(os.environ, config)
+    )
     try:
         started = serve(
             app,

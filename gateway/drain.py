@@ -13,7 +13,9 @@ While draining (from the first SIGTERM or SIGINT):
   waiting for its upstream's first byte (or a non-streamed answer) gets 503 `shutting_down` in
   its API's shape, with its request id and ledger row; a second signal brings the deadline
   forward to now;
-- once nothing is in flight, uvicorn's own shutdown runs and the process exits 0.
+- once nothing is in flight, the listener closes, connections already accepted get
+  `LINGER_SECONDS` to send their request (answered 503 like any other), then uvicorn's own
+  shutdown runs and the process exits 0.
 
 uvicorn alone closes its listener at once, waits without bound (or cancels silently after
 `timeout_graceful_shutdown`) and re-raises the signal, so the process exits 143. Under a plain
@@ -37,6 +39,10 @@ from gateway.errors import ShuttingDown
 
 log = logging.getLogger("routellm.gateway")
 
+LINGER_SECONDS = 0.5
+"""Once nothing is in flight, the listener closes (new connections are refused, which balancers
+retry elsewhere), and connections already accepted get this long to send their request: each is
+answered 503 `shutting_down` instead of being closed unanswered."""
 FLUSH_SECONDS = 2.0
 """After the deadline, how long uvicorn waits for cut streams to send their error event and
 close their upstream before it cancels what is left."""
@@ -114,6 +120,7 @@ class DrainingServer(uvicorn.Server):
         super().__init__(config)
         self.drain = drain
         self.signals = 0
+        self._closed_at: float | None = None
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         # Not recorded in uvicorn's captured signals: those are re-raised after shutdown (143).
@@ -129,7 +136,13 @@ class DrainingServer(uvicorn.Server):
             log.info("second signal: cutting the remaining streams now")
             self.drain.begin(now=True)
         if self.drain.draining and (not self.server_state.tasks or self.drain.past_deadline()):
-            self.should_exit = True
+            now = asyncio.get_running_loop().time()
+            if self._closed_at is None:
+                for server in self.servers:
+                    server.close()  # stop accepting; uvicorn's shutdown closes them again
+                self._closed_at = now
+            elif now - self._closed_at >= LINGER_SECONDS:
+                self.should_exit = True
         return await super().on_tick(counter)
 
 

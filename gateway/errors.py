@@ -112,6 +112,15 @@ class RequestNotFound(GatewayError):
     code = "request_not_found"
 
 
+class ReloadRefused(GatewayError):
+    """A reload's new config is invalid, or changes what only a restart can: the old one
+    keeps serving."""
+
+    status = 422
+    type = "invalid_request_error"
+    code = "reload_refused"
+
+
 class ShuttingDown(GatewayError):
     """A new request reached a draining gateway: retry it on another replica."""
 

@@ -122,11 +122,14 @@ class Gateway:
     ) -> None:
         self.settings = settings
         self.classifier = classifier
+        self.client = client
         self.decider = Decider(settings, classifier, own_classifiers)
         self.telemetry = telemetry or Telemetry(settings)
         self.ledger = ledger
         self.forwarder = Forwarder(settings, client, on_error=self._upstream_failed)
         self.inflight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
         self.store = store or MemoryStore()
         self.conversations = Conversations(
             settings.conversation_policy,
@@ -267,11 +270,18 @@ class Gateway:
 
     def _enter(self) -> None:
         self.inflight += 1
+        self._idle.clear()
         self.telemetry.inflight(self.inflight)
 
     def _leave(self) -> None:
         self.inflight -= 1
+        if not self.inflight:
+            self._idle.set()
         self.telemetry.inflight(self.inflight)
+
+    async def idle(self) -> None:
+        """Return once no request is in flight (at once when none is)."""
+        await self._idle.wait()
 
     def _upstream_failed(self, model: str, error: UpstreamError) -> None:
         """Every failed upstream attempt, a fallback's included."""

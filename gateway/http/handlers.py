@@ -153,6 +153,7 @@ async def models(state: State) -> dict[str, Any]:
     names = [*gateway.settings.routers, *gateway.settings.models]
     return {
         "object": "list",
+        "config_version": state.reloader.version,
         "data": [
             {"id": name, "object": "model", "created": 0, "owned_by": "routellm-gateway"}
             for name in names
@@ -167,6 +168,7 @@ async def health(state: State) -> Response[dict[str, Any]]:
     status, code = ("draining", 503) if drain.draining else ("ok", 200)
     body = {
         "status": status,
+        "config_version": state.reloader.version,
         "classifier": await gateway.classifier.health(),
         "router_checkpoints": {name: c.name for name, c in gateway.decider.own.items()},
         "breakers": gateway.forwarder.breakers.open(time.monotonic()),

@@ -2,7 +2,8 @@
 classifier per distinct checkpoint and dtype, loaded once however many routers name it, each
 with its own batcher (weights memory-mapped on the ONNX path, as the gateway's own are).
 
-    own = await open_own(settings, default)   # {router name: Classifier}
+    loaded = {}                                        # (checkpoint, dtype) -> Classifier
+    own = await open_own(settings, default, loaded)    # {router name: Classifier}
     ...
     await close_own(own, default)
 """
@@ -16,13 +17,19 @@ from classifier import open_classifier
 from classifier.base import Classifier
 from gateway.settings.load import Settings
 
-__all__ = ["close_own", "open_own"]
+__all__ = ["close_own", "forget", "open_own"]
 
 
-async def open_own(settings: Settings, default: Classifier) -> dict[str, Classifier]:
-    """Each router's own classifier; `default` where a router names the gateway's checkpoint."""
+async def open_own(
+    settings: Settings,
+    default: Classifier,
+    loaded: dict[tuple[str, str], Classifier] | None = None,
+) -> dict[str, Classifier]:
+    """Each router's own classifier; `default` where a router names the gateway's checkpoint.
+    `loaded` (checkpoint and dtype → classifier) is reused and gains what is loaded here, so a
+    reload loads only the checkpoints it adds."""
     base = settings.classifier
-    loaded: dict[tuple[str, str], Classifier] = {}
+    loaded = {} if loaded is None else loaded
     if base.url is None:
         loaded[(base.model, base.dtype)] = default
     own: dict[str, Classifier] = {}
@@ -41,6 +48,13 @@ async def open_own(settings: Settings, default: Classifier) -> dict[str, Classif
         await close_own(own, default)
         raise
     return own
+
+
+def forget(loaded: dict[tuple[str, str], Classifier], gone: list[Classifier]) -> None:
+    """Drop closed classifiers from `loaded`."""
+    for key, classifier in list(loaded.items()):
+        if any(classifier is g for g in gone):
+            del loaded[key]
 
 
 async def close_own(own: Mapping[str, Classifier], default: Classifier) -> None:

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -148,3 +150,28 @@ def test_after_the_grace_requests_waiting_for_a_first_byte_get_a_503_and_a_ledge
         rows = dict(db.execute("SELECT id, status FROM routellm_decisions").fetchall())
     assert {rows.get(i) for i in ids} == {503}
     assert not any("Exception in ASGI application" in line for line in gateway.lines)
+
+
+def test_a_connection_accepted_at_the_end_of_the_drain_is_answered_not_dropped(
+    gateway_env: dict[str, str],
+) -> None:
+    """A client that connected just before the last request finished, and sends its request a
+    moment later, gets 503 `shutting_down`, not a closed connection: the listener closes first,
+    and accepted connections get a moment to be read."""
+    with Process(["-m", "gateway", "--port", "0"], gateway_env) as gateway:
+        host, port = gateway.url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as conn:
+            gateway.signal(signal.SIGTERM)
+            assert wait_for(lambda: any("draining" in line for line in gateway.lines), 10)
+            time.sleep(0.2)  # past the drain's first tick with nothing in flight
+            body = json.dumps({"model": "strong", "messages": HI}).encode()
+            conn.sendall(
+                b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json"
+                b"\r\ncontent-length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+            )
+            answer = b""
+            while chunk := conn.recv(65536):  # to the close that follows the answer
+                answer += chunk
+        assert gateway.wait() == 0
+    assert answer.startswith(b"HTTP/1.1 503"), answer[:200]
+    assert b"shutting_down" in answer
