@@ -147,6 +147,12 @@ async def dashboard(request: Request[Any, Any, Any]) -> dict[str, Any]:
     since = _since(request)
     buckets = int(_number(request, "buckets", 24, 1, 500))
     data = await _read(lambda: reports.dashboard(ledger, since, buckets))
+    settings: Settings = request.app.state.settings
+    data["candidates"] = [
+        {"router": spec.name, "candidate": spec.candidate.router, "mode": spec.candidate.mode}
+        for spec in settings.routers.values()
+        if spec.candidate is not None
+    ]
     shadow: Shadow | None = request.app.state.gateway.shadow
     if shadow is not None:  # this process's own counters, beside the ledger's fleet-wide ones
         data["quality"]["shadow"]["process"] = {

@@ -208,6 +208,41 @@ async function loadWhatIf() {
   }
 }
 
+function interval(range) {
+  return range ? `${pct(range[0])} – ${pct(range[1])}` : "–";
+}
+
+async function loadCompare(candidates) {
+  const panel = $("compare-panel");
+  panel.hidden = !candidates.length;
+  if (!candidates.length) return;
+  const pick = candidates[0];
+  const report = await getJSON("/v1/routers/compare?" + query({ incumbent: pick.router, candidate: pick.candidate }));
+  const a = report.incumbent, b = report.candidate, shadow = report.shadow;
+  $("compare-title").textContent = `${pick.candidate} beside ${pick.router} (${pick.mode})`;
+  $("compare-incumbent").textContent = `${a.router} (incumbent)`;
+  $("compare-candidate").textContent = `${b.router} (candidate)`;
+  $("compare-summary").textContent = report.summary;
+  $("compare-summary").className = report.separated ? "verdict separated" : "verdict";
+  const line = (name, f) => [name, f(a), f(b)];
+  rows($("compare").tBodies[0], [
+    line("requests", (x) => String(x.requests)),
+    line("strong share", (x) => pct(x.strong_share)),
+    line("cost", (x) => usd(x.cost_usd)),
+    line("saved against the baseline", (x) => usd(x.saved_usd)),
+    line("judged", (x) => String(x.judged)),
+    line("quality kept", (x) => pct(x.quality_kept)),
+    line("95% interval", (x) => interval(x.quality_kept_interval)),
+    line("latency p50 (ms)", (x) => ms(x.total_ms_p50)),
+  ]);
+  $("compare-shadow").textContent = shadow.requests
+    ? `Shadow: the candidate decided beside ${shadow.requests} requests and disagreed on ` +
+      `${pct(shadow.disagreement_rate)}; of ${shadow.judged_disagreements} judged disagreements ` +
+      `the verdict bore out the candidate on ${shadow.candidate_right} ` +
+      `(${interval(shadow.candidate_right_interval)}) and the incumbent on ${shadow.incumbent_right}.`
+    : "Shadow: no request was decided by both yet.";
+}
+
 function setStatus(message, isError) {
   $("status").textContent = message;
   $("status").className = isError ? "error" : "";
@@ -236,6 +271,7 @@ async function load() {
     drawOutcomes(data);
     showWhatIf(data.what_if);
     drawQuality(data.quality);
+    await loadCompare(data.candidates || []);
     setStatus(`Updated ${new Date(data.until * 1000).toLocaleTimeString()} · ${s.requests} requests`);
   } catch (err) {
     setStatus(err.message, true);

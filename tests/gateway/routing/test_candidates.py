@@ -13,12 +13,14 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from playwright.sync_api import sync_playwright
 
 from classifier.settings import SettingsError
 from gateway.app import create_app
-from gateway.ledger.writer import VerdictRow
+from gateway.ledger.writer import DecisionRow, VerdictRow
 from gateway.routing.decider import in_share
 from gateway.settings.load import load_settings
+from tests.gateway.browser import ARGS, CHROMIUM, PROXY_VARIABLES, keep_screenshot, pct
 from tests.gateway.fake_upstream import FakeUpstream
 from tests.gateway.rows import row
 from tests.servers import serve
@@ -133,40 +135,44 @@ def verdict(request_id: str, picked: str, judged: str) -> VerdictRow:
     )  # type: ignore[arg-type]
 
 
+def scripted(app: Any) -> tuple[list[DecisionRow], list[DecisionRow]]:
+    """Rows and verdicts whose figures are worked out by hand below, written to the ledger.
+
+    Incumbent arm: 4 requests, 1 strong; judged: the strong one (kept), two weak ones of which
+    the judge gave one to the strong model (lost) and one a tie (kept): 2 of 3 kept. Its
+    shadow: the candidate chose strong on the three weak requests (disagreements); judged: one
+    strong win (the candidate was right), one tie (the incumbent was). Candidate arm: 2
+    requests, both strong, one judged a strong win (kept)."""
+    ledger = app.state.ledger
+    incumbent = [
+        row("strong", 0.9, router="router", candidate_model="strong"),
+        row("weak", 0.2, router="router", candidate_model="strong"),
+        row("weak", 0.3, router="router", candidate_model="strong"),
+        row("weak", 0.1, router="router", candidate_model="strong", total_ms=130.0),
+    ]
+    challenger = [row("strong", 0.8, router="challenger"), row("strong", 0.7, router="challenger")]
+    for r in (*incumbent, *challenger):
+        ledger.record(r)
+    for r, picked, judged in (
+        (incumbent[0], "strong", "strong"),
+        (incumbent[1], "weak", "strong"),
+        (incumbent[2], "weak", "tie"),
+        (challenger[0], "strong", "strong"),
+    ):
+        ledger.record(verdict(r.id, picked, judged))
+    deadline = time.monotonic() + 10
+    while ledger.stats().written < 10:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    return incumbent, challenger
+
+
 def test_the_compare_report_against_scripted_verdicts(
-    tmp_path: Path, gateway_with: Callable[[dict[str, Any]], Any]
+    gateway_with: Callable[[dict[str, Any]], Any],
 ) -> None:
     app = gateway_with({"router": "challenger", "mode": "canary", "share": 0.5})
     with serve(app) as url:
-        ledger = app.state.ledger
-        # Incumbent arm: 4 requests, 1 strong; judged: the strong one (kept), two weak ones of
-        # which the judge gave one to the strong model (lost) and one a tie (kept): 2 of 3 kept.
-        # Its shadow: the candidate chose strong on the three weak requests (disagreements);
-        # judged: one strong win (the candidate was right), one tie (the incumbent was).
-        incumbent = [
-            row("strong", 0.9, router="router", candidate_model="strong"),
-            row("weak", 0.2, router="router", candidate_model="strong"),
-            row("weak", 0.3, router="router", candidate_model="strong"),
-            row("weak", 0.1, router="router", candidate_model="strong", total_ms=130.0),
-        ]
-        # Candidate arm: 2 requests, both strong, one judged a strong win (kept).
-        challenger = [
-            row("strong", 0.8, router="challenger"),
-            row("strong", 0.7, router="challenger"),
-        ]
-        for r in (*incumbent, *challenger):
-            ledger.record(r)
-        for r, picked, judged in (
-            (incumbent[0], "strong", "strong"),
-            (incumbent[1], "weak", "strong"),
-            (incumbent[2], "weak", "tie"),
-            (challenger[0], "strong", "strong"),
-        ):
-            ledger.record(verdict(r.id, picked, judged))
-        deadline = time.monotonic() + 10
-        while ledger.stats().written < 10:
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
+        incumbent, _ = scripted(app)
         report = httpx.get(
             f"{url}/v1/routers/compare", params={"incumbent": "router", "candidate": "challenger"}
         ).json()
@@ -195,3 +201,38 @@ def test_the_compare_report_against_scripted_verdicts(
     assert "do not yet separate" in report["summary"]
     assert refused.status_code == 400
     assert refused.json()["error"]["param"] == "incumbent"
+
+
+def test_the_dashboard_compares_the_candidate_in_a_real_browser(
+    gateway_with: Callable[[dict[str, Any]], Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for var in PROXY_VARIABLES:  # Chromium and httpx talk to 127.0.0.1 only
+        monkeypatch.delenv(var, raising=False)
+    app = gateway_with({"router": "challenger", "mode": "canary", "share": 0.5})
+    with serve(app) as url:
+        scripted(app)
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            page = browser.new_page(viewport={"width": 1280, "height": 1800})
+            page.goto(f"{url}/ui")
+            page.click("#load")
+            page.wait_for_function(
+                "document.getElementById('status').textContent.startsWith('Updated')"
+            )
+            assert page.is_visible("#compare-panel")
+            assert page.text_content("#compare-title") == "challenger beside router (canary)"
+            assert "do not yet separate" in page.inner_text("#compare-summary")
+            table = page.locator("#compare tbody tr").all_inner_texts()
+            assert "requests\t4\t2" in table
+            assert f"strong share\t{pct(0.25)}\t{pct(1.0)}" in table
+            assert f"quality kept\t{pct(2 / 3)}\t{pct(1.0)}" in table
+            shadow = page.inner_text("#compare-shadow")
+            assert "disagreed on 75.0%" in shadow
+            assert "bore out the candidate on 1" in shadow
+            page.locator("#compare-panel").scroll_into_view_if_needed()
+            shot = tmp_path / "compare.png"
+            page.screenshot(path=str(shot), full_page=True)
+            browser.close()
+    keep_screenshot(shot, "dashboard-compare.png")
