@@ -36,6 +36,7 @@ from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
 from gateway.errors import ShuttingDown
+from gateway.ledger.writer import new_request_id
 
 log = logging.getLogger("routellm.gateway")
 
@@ -106,7 +107,7 @@ def refuse_when_draining(
     ):
         raise ShuttingDown(
             "The gateway is shutting down and takes no new requests: retry on another replica",
-            headers={"retry-after": "1"},
+            headers={"retry-after": "1", "x-routellm-request-id": new_request_id()},
         )
 
 

@@ -75,6 +75,7 @@ def test_sigterm_drains_a_stream_in_flight_and_exits_0(
             client.chat.completions.create(model="strong", messages=HI)  # type: ignore[arg-type]
         assert refused.value.status_code == 503
         assert refused.value.code == "shutting_down"
+        assert refused.value.response.headers["x-routellm-request-id"].startswith("req_")
 
         rest = list(events)
         assert rest[-1] == "[DONE]"
