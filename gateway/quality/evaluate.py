@@ -44,6 +44,7 @@ __all__ = [
     "evaluate",
     "format_report",
     "plot",
+    "summarise",
     "to_json",
 ]
 
@@ -208,6 +209,7 @@ async def evaluate(
 def summarise(
     name: str, rates: np.ndarray, examples: Sequence[Example], threshold: float, rounds: int
 ) -> RouterReport:
+    """The report of one router's P(LABEL_0) on the examples, at its threshold."""
     strong = np.array([e.strong for e in examples])
     weak = np.array([e.weak for e in examples])
     chosen = rates >= threshold

@@ -10,6 +10,11 @@ Three kinds of model name reach the gateway:
   win rate, is at least `t`, else the weak model.
 - a configured model name: sent straight through (reason `direct`), never classified or swapped.
 
+A router may classify with its own checkpoint (`routers.<name>.classifier`), and may have a
+candidate (`gateway.settings.candidates`): in shadow mode the candidate decides too and its
+choice rides on the decision (`candidate_model`); in canary mode it decides a share of
+conversations instead (`in_share` of the conversation id).
+
 Only the newest user turn's own words are classified (`gateway.routing.human_text`). That is what
 RouteLLM's router was trained on (single Chatbot Arena prompts) and what it classifies itself;
 the whole conversation would dilute the question with old turns, blow past the 512-token window,
@@ -19,6 +24,7 @@ user's question.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 from collections.abc import Mapping
@@ -193,10 +199,13 @@ class Decider:
             if chosen:
                 return await self._decide(self.policy(candidate.router), name, text)
             return await self._decide(policy, name, text)
-        decision = await self._decide(policy, name, text)
         if not chosen:
-            return decision
-        shadow = await self._decide(self.policy(candidate.router), name, text)
+            return await self._decide(policy, name, text)
+        # Both at once: each classifier has its own batcher and worker thread.
+        decision, shadow = await asyncio.gather(
+            self._decide(policy, name, text),
+            self._decide(self.policy(candidate.router), name, text),
+        )
         return replace(decision, candidate_model=shadow.model, candidate_score=shadow.score)
 
     async def _decide(self, policy: Policy, name: str, text: str) -> Decision:

@@ -77,8 +77,17 @@ TIERS_EXAMPLE = (
     '{"model": "llama3"}]'
 )
 ROUTER_KEYS = frozenset(
-    {"mapping", "threshold", "fallback", "strong", "weak", "tiers", "classifier", "dtype"}
-    | {"candidate"}
+    {
+        "mapping",
+        "threshold",
+        "fallback",
+        "strong",
+        "weak",
+        "tiers",
+        "classifier",
+        "dtype",
+        "candidate",
+    }
 )
 
 
