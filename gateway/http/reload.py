@@ -82,6 +82,7 @@ class Reloader:
             except ClassifierError as exc:
                 raise self._refuse(f"a checkpoint does not load: {exc}") from None
             app.state.gateway, app.state.settings = new, settings
+            new.telemetry.follow(settings)
             self.version += 1
             log.info("config reloaded: version %d", self.version)
             self._retire(old, new)

@@ -78,9 +78,14 @@ def error_code(code: str | int | None) -> ErrorCode:
 class Telemetry:
     """The metrics a gateway process exposes; the flow calls one method per event."""
 
+    def follow(self, settings: Settings) -> None:
+        """Label by the models `settings` serves (at start, and after each reload); any other
+        name is `other`, so labels stay few."""
+        self._models = frozenset(settings.models) | frozenset(ROUTER_NAMES)
+
     def __init__(self, settings: Settings, ledger: Ledger | None = None) -> None:
         self.registry = CollectorRegistry()
-        self._models = frozenset(settings.models) | frozenset(ROUTER_NAMES)
+        self.follow(settings)
         r = self.registry
         self._requests = Counter(
             "routellm_requests",
