@@ -12,7 +12,7 @@ minutes, once). Then every server starts as its own process on 127.0.0.1:
 - this gateway twice, `ROUTELLM_BERT_DTYPE=float32` and `auto` (the best dtype for this CPU),
   both on the base-size checkpoint (bench/.cache/bert-base-spread, built by
   bench/classifier_bench.py) with the classifier cache off so every prompt is classified; and a
-  third time, `auto`, on the student distilled from it (bench/.cache/student, written by
+  third time, int8, on the student distilled from it (bench/.cache/student, written by
   bench/train_real.py; `--student DIR`), when it exists;
 - RouteLLM's `routellm.openai_server` with its BERT router on the same checkpoint, calling the
   fake upstream through its own litellm;
@@ -166,7 +166,7 @@ def start_all(tmp: Path, which: set[str], student: Path) -> dict[str, Server]:
     gateways = (
         ("gateway-float32", CHECKPOINT, "float32"),
         ("gateway-auto", CHECKPOINT, "auto"),
-        ("gateway-student", student, "auto"),
+        ("gateway-student", student, "int8"),  # a student's threshold is recalibrated anyway
     )
     for name, model, dtype in gateways:
         if name not in which:
