@@ -19,9 +19,9 @@ reload.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -152,8 +152,11 @@ def on_sighup(app: Any, reloader: Reloader) -> None:
         tasks.add(task)
         task.add_done_callback(tasks.discard)
 
-    with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
-        loop.add_signal_handler(signal.SIGHUP, reload)
+    if threading.current_thread() is not threading.main_thread():
+        return  # only the main thread's loop can take signals
+    if not hasattr(signal, "SIGHUP"):
+        return  # Windows has no SIGHUP: reload through the route
+    loop.add_signal_handler(signal.SIGHUP, reload)
 
 
 @post("/v1/admin/reload", guards=[require_admin], status_code=200)

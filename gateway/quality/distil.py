@@ -1,7 +1,7 @@
 """`routellm-gateway distil`: a smaller student that matches a teacher router's three
 probabilities on unlabelled prompts, and how closely and how much faster it does.
 
-    student, tokenizer = from_teacher(teacher_dir, layers=6)    # every other layer of 12
+    student, kept = from_teacher(teacher_model, layers=6)       # every other layer of 12
     result = distil(teacher_dir, prompts, DistilOptions(out=Path("student"), layers=6))
 
 The student is built from the teacher's own layers (as DistilBERT was: its embeddings, kept
@@ -73,12 +73,9 @@ class DistilResult:
     """`<model>_<dtype>_<callers>`: prompts/s; `ratio_<dtype>_<callers>`: student/teacher."""
 
 
-def from_teacher(teacher_dir: str, layers: int | None) -> tuple[Any, Any, list[int]]:
-    """A student with `layers` of the teacher's encoder layers, evenly spaced from the first
-    (6 of 12: 0, 2, ..., 10), its embeddings and its head; the teacher's tokenizer."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    teacher = AutoModelForSequenceClassification.from_pretrained(teacher_dir)
+def from_teacher(teacher: Any, layers: int | None) -> tuple[Any, list[int]]:
+    """A student with `layers` of the teacher model's encoder layers, evenly spaced from the
+    first (6 of 12: 0, 2, ..., 10), its embeddings and its head; and the layers kept."""
     total = int(teacher.config.num_hidden_layers)
     keep_n = layers if layers is not None else max(1, total // 2)
     if not 1 <= keep_n < total:
@@ -98,7 +95,7 @@ def from_teacher(teacher_dir: str, layers: int | None) -> tuple[Any, Any, list[i
     # The embeddings are the teacher's and stay so: a large vocabulary's table (XLM-R: 192M of
     # its 278M weights) would otherwise dominate every optimiser step.
     student.base_model.embeddings.requires_grad_(False)
-    return student, AutoTokenizer.from_pretrained(teacher_dir), keep
+    return student, keep
 
 
 def agreement(teacher: np.ndarray, student: np.ndarray) -> dict[str, float]:
@@ -126,11 +123,12 @@ def distil(teacher_dir: str, prompts: Sequence[str], options: DistilOptions) -> 
     held, kept = order[:cut], order[cut:]
     targets = probabilities(teacher, teacher_tokenizer, order, options.fit.max_length)
     teacher_layers = int(teacher.config.num_hidden_layers)
-    del teacher
     if options.base is not None:
         student, tokenizer = load_base(options.base)
-    else:
-        student, tokenizer, _ = from_teacher(teacher_dir, options.layers)
+    else:  # from the teacher already loaded: a base-size model is not read twice
+        student, _ = from_teacher(teacher, options.layers)
+        tokenizer = teacher_tokenizer
+    del teacher
     student.to(device)
 
     def rows(texts: Sequence[str], offset: int) -> list[dict[str, Any]]:

@@ -19,6 +19,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from classifier.settings import SettingsError
+
 __all__ = [
     "LABELS",
     "FitOptions",
@@ -62,8 +64,6 @@ def resolve_device(device: Device) -> str:
     import torch
 
     if device == "cuda" and not torch.cuda.is_available():
-        from classifier.settings import SettingsError
-
         raise SettingsError("--device cuda: this machine has no CUDA device torch can use")
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
@@ -198,8 +198,6 @@ def train_top_layers(model: Any, layers: int) -> None:
     below stay as they are, which makes a step several times cheaper on a CPU."""
     encoder = model.base_model.encoder.layer
     if not 1 <= layers <= len(encoder):
-        from classifier.settings import SettingsError
-
         raise SettingsError(f"--train-layers {layers}: the base has {len(encoder)} layers")
     model.base_model.embeddings.requires_grad_(False)
     for layer in encoder[: len(encoder) - layers]:
