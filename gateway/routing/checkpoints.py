@@ -33,6 +33,7 @@ async def open_own(
     if base.url is None:
         loaded[(base.model, base.dtype)] = default
     own: dict[str, Classifier] = {}
+    opened: list[Classifier] = []
     try:
         for spec in settings.routers.values():
             if spec.classifier is None:
@@ -43,9 +44,13 @@ async def open_own(
             key = (mine.model, mine.dtype)
             if key not in loaded:
                 loaded[key] = await open_classifier(mine)
+                opened.append(loaded[key])
             own[spec.name] = loaded[key]
     except BaseException:
-        await close_own(own, default)
+        # Only what this call opened: the classifiers it reused still serve.
+        forget(loaded, opened)
+        for classifier in opened:
+            await classifier.aclose()
         raise
     return own
 

@@ -140,3 +140,30 @@ def test_sighup_reloads_the_real_process(
             gw.signal(signal.SIGTERM)
             assert gw.wait() == 0
     assert first == 1
+
+
+def test_a_checkpoint_that_does_not_load_is_refused_and_the_loaded_ones_keep_serving(
+    tmp_path: Path,
+    upstream: tuple[FakeUpstream, str],
+    checkpoint_factory: Callable[[int | None], Path],
+) -> None:
+    path = tmp_path / "gateway.yaml"
+    rule = {"strong": "strong", "weak": "weak", "threshold": 0.5}
+    own = {**rule, "classifier": str(checkpoint_factory(0))}
+    write(path, upstream[1], 0.5, own=own)
+    env = {"ROUTELLM_LEDGER": "off"}
+    app = create_app(
+        load_settings(env, str(path)),
+        classifier=ScriptedClassifier(),
+        reload=lambda: load_settings(env, str(path)),
+    )
+    with serve(app) as url:
+        missing = {**rule, "classifier": str(tmp_path / "no-such-checkpoint")}
+        write(path, upstream[1], 0.5, own=own, unloadable=missing)  # after `own`, sorted
+        refused = reload(url)
+        assert refused.status_code == 422
+        assert "a checkpoint does not load" in refused.json()["error"]["message"]
+        assert stream(url, "own") == "strong"  # its classifier, reused by the refused config
+        write(path, upstream[1], 0.5, own=own)
+        assert reload(url).status_code == 200  # and still reusable
+        assert stream(url, "own") == "strong"
