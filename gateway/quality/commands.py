@@ -16,8 +16,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from classifier.base import ClassifierError
-from classifier.settings import SettingsError
-from gateway.quality.evaluate import RouterReport
+from classifier.settings import DtypeSetting, SettingsError
+from gateway.quality.evaluate import OnDemand, RouterReport
 from gateway.quality.examples import Read, read_all, read_excluded
 from gateway.quality.fitting import FitOptions
 from gateway.settings.load import Settings, load_settings
@@ -112,16 +112,18 @@ def evaluate_main(argv: Sequence[str]) -> int:
 
 async def _evaluate(settings: Settings, ns: argparse.Namespace) -> tuple[list[RouterReport], Read]:
     from gateway.errors import GatewayError
-    from gateway.quality.evaluate import OnDemand, evaluate
+    from gateway.quality.evaluate import evaluate
     from gateway.routing.decider import Decider
 
     names: list[str] = ns.router or ([] if ns.checkpoint else ["router"])
     configured = OnDemand(settings.classifier)
+    decider = Decider(settings, configured)
+    opened: list[OnDemand] = [configured]
     try:
-        arms = []
+        arms: list[tuple[str, float, str | None, str | None, OnDemand]] = []
         for name in names:
             try:
-                policy = Decider(settings, configured).policy(name)
+                policy = decider.policy(name)
             except GatewayError as exc:
                 raise SettingsError(f"--router: {exc.message}") from None
             spec = policy.router
@@ -131,30 +133,38 @@ async def _evaluate(settings: Settings, ns: argparse.Namespace) -> tuple[list[Ro
                     "router, router-bert-<t> or a strong/weak router under routers:"
                 )
             threshold = policy.threshold if policy.threshold is not None else spec.threshold
-            arms.append((name, threshold, spec.strong, spec.weak))
-        strong = ns.strong or (arms[0][2] if arms else None)
-        weak = ns.weak or (arms[0][3] if arms else None)
+            # A router with its own checkpoint (`routers.<name>.classifier`) is judged on it.
+            classifier = configured
+            if spec.classifier is not None:
+                classifier = _on_demand(settings, spec.classifier, spec.dtype)
+                opened.append(classifier)
+            arms.append((name, threshold, spec.strong, spec.weak, classifier))
+        for directory in ns.checkpoint:
+            classifier = _on_demand(settings, str(directory), None)
+            opened.append(classifier)
+            threshold = arms[0][1] if arms else 0.5
+            arms.append((str(directory), threshold, None, None, classifier))
+        strong = ns.strong or arms[0][2]
+        weak = ns.weak or arms[0][3]
         if strong is None or weak is None:
             raise SettingsError("name the data's models with --strong and --weak")
         read = _read(ns, strong, weak)
         reports = [
-            await evaluate(read.examples, configured, threshold, name)
-            for name, threshold, _, _ in arms
+            # Recorded scores (a ledger export) stand only for the configured classifier.
+            await evaluate(read.examples, c, t, name, recorded=c is configured)
+            for name, t, _, _, c in arms
         ]
-        for directory in ns.checkpoint:
-            own = dataclasses.replace(settings.classifier, model=str(directory), url=None)
-            classifier = OnDemand(own)
-            try:
-                threshold = arms[0][1] if arms else 0.5
-                report = await evaluate(
-                    read.examples, classifier, threshold, str(directory), recorded=False
-                )
-            finally:
-                await classifier.aclose()
-            reports.append(report)
         return reports, read
     finally:
-        await configured.aclose()
+        for classifier in opened:
+            await classifier.aclose()
+
+
+def _on_demand(settings: Settings, checkpoint: str, dtype: DtypeSetting | None) -> OnDemand:
+    own = dataclasses.replace(
+        settings.classifier, model=checkpoint, dtype=dtype or settings.classifier.dtype, url=None
+    )
+    return OnDemand(own)
 
 
 def _fit_arguments(parser: argparse.ArgumentParser, epochs: float, learning_rate: float) -> None:

@@ -168,3 +168,25 @@ def test_the_cli_names_a_router_it_cannot_evaluate(
     monkeypatch.setenv("ROUTELLM_BERT_URL", "http://127.0.0.1:9/predict")  # never reached
     assert cli.main(["evaluate", "--data", str(data), "--router", "nope"]) == 2
     assert "--router: The model 'nope' does not exist" in capsys.readouterr().err
+
+
+def test_a_router_with_its_own_checkpoint_is_evaluated_on_it(
+    tmp_path: Path,
+    checkpoint_factory: Callable[[int | None], Path],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    data = tmp_path / "eval.jsonl"
+    data.write_text(rows("strong-model", "weak-model"))
+    config = tmp_path / "gateway.yaml"
+    rule = {"strong": "strong-model", "weak": "weak-model", "threshold": 0.5}
+    own = {**rule, "classifier": str(checkpoint_factory(0))}
+    models = {m: {"upstream": "up", "model": m} for m in ("strong-model", "weak-model")}
+    upstreams = {"up": {"base_url": "http://127.0.0.1:9/v1"}}  # never called
+    doc = {"upstreams": upstreams, "models": models, "routing": rule, "routers": {"own": own}}
+    config.write_text(json.dumps(doc))
+    monkeypatch.setenv("ROUTELLM_BERT_MODEL", str(checkpoint_factory(2)))  # the gateway's own
+    argv = ["evaluate", "--data", str(data), "--router", "router", "--router", "own", "--json"]
+    assert cli.main([*argv, "--config", str(config)]) == 0
+    shares = {r["name"]: r["strong_share"] for r in json.loads(capsys.readouterr().out)["routers"]}
+    assert shares == {"router": 0.0, "own": 1.0}  # LABEL_2 wins on one, LABEL_0 on the other
