@@ -23,7 +23,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args[:1] == ["calibrate"]:
         return calibrate_main(args[1:])
     if args[:1] in (["evaluate"], ["train"], ["distil"]):
-        from gateway.quality import commands
+        from gateway.learning import commands
 
         return commands.MAINS[args[0]](args[1:])
     parser = argparse.ArgumentParser(
@@ -112,7 +112,7 @@ def calibrate_main(argv: Sequence[str]) -> int:
         return _calibrate_from_ledger(ns.config, ns.since, ns.strong_share)
     try:
         settings = load_settings(os.environ, ns.config)
-        from gateway.quality.examples import read_prompts
+        from gateway.learning.examples import read_prompts
 
         prompts = read_prompts(ns.prompts)
         threshold = asyncio.run(_calibrate(settings, prompts, ns.strong_share))
@@ -157,7 +157,7 @@ def _calibrate_tiers(
     try:
         settings = load_settings(os.environ, config)
         if prompts_path is not None:
-            from gateway.quality.examples import read_prompts
+            from gateway.learning.examples import read_prompts
 
             rates = asyncio.run(_win_rates(settings, read_prompts(prompts_path)))
         else:

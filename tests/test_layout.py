@@ -19,6 +19,7 @@ FLOORS = (
     ("gateway.upstream",),
     ("gateway.observe",),
     ("gateway.quality",),
+    ("gateway.learning",),
     ("gateway.drain",),
     ("gateway.exchange", "gateway.flow"),
     ("gateway.http",),

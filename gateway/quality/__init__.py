@@ -1,5 +1,4 @@
-"""Whether routing keeps quality, and acting on it: shadow judging on live traffic (`shadow`) and
-`evaluate` on labelled prompts.
+"""Whether routing keeps quality on live traffic: shadow judging (`shadow`).
 
 Imports everything below the flow (settings, ledger, routing, APIs, forwarder); never the flow or
-the HTTP layer."""
+the HTTP layer. The offline learning code (train, distil, evaluate) is `gateway.learning`."""

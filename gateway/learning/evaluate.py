@@ -17,7 +17,7 @@ q_weak the means of the strong and weak models alone:
 The 95 % intervals are percentile bootstraps: the prompts are resampled with replacement
 (`ROUNDS` times, seeded), and each figure is recomputed on every resample. Where two routers'
 intervals overlap, this data does not tell them apart. The data's shapes:
-`gateway.quality.examples`.
+`gateway.learning.examples`.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import numpy as np
 
 from classifier.base import Classifier, Scores
 from classifier.settings import ClassifierSettings, SettingsError
-from gateway.quality.examples import Example
+from gateway.learning.examples import Example
 from gateway.routing.decider import STRONG_LABEL
 
 __all__ = [

@@ -18,8 +18,8 @@ from classifier.local import LocalClassifier
 from classifier.service import create_app as classifier_app
 from classifier.settings import ClassifierSettings
 from gateway import cli
-from gateway.quality.evaluate import bootstrap, curve, evaluate
-from gateway.quality.examples import read_all
+from gateway.learning.evaluate import bootstrap, curve, evaluate
+from gateway.learning.examples import read_all
 from tests.gateway.scripted import ScriptedClassifier
 from tests.servers import serve
 

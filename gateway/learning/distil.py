@@ -34,8 +34,8 @@ from typing import Any, Literal
 import numpy as np
 
 from classifier.settings import ClassifierSettings, SettingsError
-from gateway.quality.fitting import FitOptions, FitResult, fit, probabilities, resolve_device
-from gateway.quality.train import load_base
+from gateway.learning.fitting import FitOptions, FitResult, fit, probabilities, resolve_device
+from gateway.learning.train import load_base
 
 __all__ = ["DistilOptions", "DistilResult", "distil", "from_teacher", "speed"]
 

@@ -17,9 +17,9 @@ from pathlib import Path
 
 from classifier.base import ClassifierError
 from classifier.settings import DtypeSetting, SettingsError
-from gateway.quality.evaluate import OnDemand, RouterReport
-from gateway.quality.examples import Read, read_all, read_excluded
-from gateway.quality.fitting import FitOptions
+from gateway.learning.evaluate import OnDemand, RouterReport
+from gateway.learning.examples import Read, read_all, read_excluded
+from gateway.learning.fitting import FitOptions
 from gateway.settings.load import Settings, load_settings
 
 __all__ = ["MAINS"]
@@ -64,7 +64,7 @@ def _read(ns: argparse.Namespace, strong: str, weak: str) -> Read:
 
 def evaluate_main(argv: Sequence[str]) -> int:
     """`evaluate`: routers side by side on labelled prompts, with RouteLLM's APGR and CPT and
-    their bootstrap intervals, beside random routing (see `gateway.quality.evaluate`)."""
+    their bootstrap intervals, beside random routing (see `gateway.learning.evaluate`)."""
     parser = argparse.ArgumentParser(
         prog="routellm-gateway evaluate",
         description="Classify labelled prompts with each router, then print the first router's "
@@ -94,12 +94,12 @@ def evaluate_main(argv: Sequence[str]) -> int:
         settings = load_settings(os.environ, ns.config)
         reports, read = asyncio.run(_evaluate(settings, ns))
         if ns.plot is not None:
-            from gateway.quality.evaluate import plot
+            from gateway.learning.evaluate import plot
 
             plot(reports, ns.plot)
     except (SettingsError, ClassifierError, OSError) as exc:
         return _fail("evaluate", exc)
-    from gateway.quality.evaluate import format_report, to_json
+    from gateway.learning.evaluate import format_report, to_json
 
     if ns.json:
         print(json.dumps(to_json(reports), indent=2))
@@ -112,7 +112,7 @@ def evaluate_main(argv: Sequence[str]) -> int:
 
 async def _evaluate(settings: Settings, ns: argparse.Namespace) -> tuple[list[RouterReport], Read]:
     from gateway.errors import GatewayError
-    from gateway.quality.evaluate import evaluate
+    from gateway.learning.evaluate import evaluate
     from gateway.routing.decider import Decider
 
     names: list[str] = ns.router or ([] if ns.checkpoint else ["router"])
@@ -194,7 +194,7 @@ def _fit_options(ns: argparse.Namespace) -> FitOptions:
 
 
 def train_main(argv: Sequence[str]) -> int:
-    """`train`: fine-tune a 3-label router on labelled prompts (see `gateway.quality.train`)."""
+    """`train`: fine-tune a 3-label router on labelled prompts (see `gateway.learning.train`)."""
     parser = argparse.ArgumentParser(
         prog="routellm-gateway train",
         description="Fine-tune a router: LABEL_0 the strong model's answer wins, LABEL_1 a tie, "
@@ -220,7 +220,7 @@ def train_main(argv: Sequence[str]) -> int:
     )
     _fit_arguments(parser, epochs=3.0, learning_rate=3e-5)
     ns = parser.parse_args(argv)
-    from gateway.quality.train import TrainOptions, split, train
+    from gateway.learning.train import TrainOptions, split, train
 
     try:
         read = _read(ns, ns.strong, ns.weak)
@@ -245,7 +245,7 @@ def train_main(argv: Sequence[str]) -> int:
         report = train(kept, held, options)
     except (SettingsError, OSError) as exc:
         return _fail("train", exc)
-    from gateway.quality.evaluate import format_report
+    from gateway.learning.evaluate import format_report
 
     print(format_report([report]))
     print(f"# checkpoint written to {ns.out} (model card: {ns.out / 'README.md'})", file=sys.stderr)
@@ -253,7 +253,7 @@ def train_main(argv: Sequence[str]) -> int:
 
 
 def distil_main(argv: Sequence[str]) -> int:
-    """`distil`: a smaller student matching a teacher router (see `gateway.quality.distil`)."""
+    """`distil`: a smaller student matching a teacher router (see `gateway.learning.distil`)."""
     parser = argparse.ArgumentParser(
         prog="routellm-gateway distil",
         description="Train a student to match the teacher's three probabilities on unlabelled "
@@ -277,8 +277,8 @@ def distil_main(argv: Sequence[str]) -> int:
     )
     _fit_arguments(parser, epochs=3.0, learning_rate=5e-5)
     ns = parser.parse_args(argv)
-    from gateway.quality.distil import DistilOptions, distil
-    from gateway.quality.examples import read_prompts
+    from gateway.learning.distil import DistilOptions, distil
+    from gateway.learning.examples import read_prompts
 
     try:
         prompts = [p for path in ns.prompts for p in read_prompts(path)]

@@ -24,9 +24,9 @@ from typing import Any
 import numpy as np
 
 from classifier.settings import SettingsError
-from gateway.quality.evaluate import RouterReport, summarise, to_json
-from gateway.quality.examples import Example
-from gateway.quality.fitting import (
+from gateway.learning.evaluate import RouterReport, summarise, to_json
+from gateway.learning.examples import Example
+from gateway.learning.fitting import (
     LABELS,
     FitOptions,
     FitResult,

@@ -19,10 +19,10 @@ from classifier.settings import ClassifierSettings
 from classifier.synthetic import build_checkpoint
 from gateway import cli
 from gateway.app import create_app
-from gateway.quality.distil import DistilOptions, distil, from_teacher
-from gateway.quality.examples import Example
-from gateway.quality.fitting import FitOptions
-from gateway.quality.train import TrainOptions, split, train
+from gateway.learning.distil import DistilOptions, distil, from_teacher
+from gateway.learning.examples import Example
+from gateway.learning.fitting import FitOptions
+from gateway.learning.train import TrainOptions, split, train
 from gateway.settings.load import Settings
 from tests.servers import serve
 

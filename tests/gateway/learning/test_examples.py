@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from classifier.settings import SettingsError
-from gateway.quality.examples import Example, read_all, read_excluded, read_prompts
-from gateway.quality.train import split
+from gateway.learning.examples import Example, read_all, read_excluded, read_prompts
+from gateway.learning.train import split
 
 STRONG = "gpt-4-1106-preview"
 WEAK = "mistralai/Mixtral-8x7B-Instruct-v0.1"
