@@ -35,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "'distil --teacher DIR --prompts FILE... --out DIR' (each with --help).",
     )
     parser.add_argument("--host", default="127.0.0.1", help="bind address (default loopback)")
-    parser.add_argument("--port", type=int, default=6060)
+    parser.add_argument("--port", type=int, default=6060, help="port (default: 6060)")
     parser.add_argument("--config", help="YAML file of upstreams/models/routing (ROUTELLM_CONFIG)")
     ns = parser.parse_args(args)
     try:
@@ -88,20 +88,27 @@ def calibrate_main(argv: Sequence[str]) -> int:
         "traffic like these prompts only.",
     )
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--prompts", type=Path)
+    source.add_argument(
+        "--prompts", type=Path, help="prompts like your traffic: JSONL {'prompt': ...} or a CSV"
+    )
     source.add_argument(
         "--from-ledger",
         action="store_true",
         help="use the P(LABEL_0) recorded in the decision ledger (ROUTELLM_LEDGER)",
     )
     parser.add_argument("--since", help="with --from-ledger: unix seconds, ISO-8601, or 7d/24h")
-    parser.add_argument("--strong-share", type=float, default=0.5)
+    parser.add_argument(
+        "--strong-share",
+        type=float,
+        default=0.5,
+        help="share of the prompts to send to the strong model, 0 to 1 (default: 0.5)",
+    )
     parser.add_argument(
         "--shares",
         help="for tiers: the share of each tier, strongest first, e.g. 0.2,0.5,0.3; prints one "
         "min_win_rate per tier but the last",
     )
-    parser.add_argument("--config")
+    parser.add_argument("--config", help="YAML file of upstreams/models/routing (ROUTELLM_CONFIG)")
     ns = parser.parse_args(argv)
     if ns.shares is not None:
         return _calibrate_tiers(ns.shares, ns.prompts, ns.since, ns.config)

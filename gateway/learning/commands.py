@@ -88,7 +88,7 @@ def evaluate_main(argv: Sequence[str]) -> int:
     )
     parser.add_argument("--plot", type=Path, help="write a PNG of quality against strong share")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
-    parser.add_argument("--config")
+    parser.add_argument("--config", help="YAML file of upstreams/models/routing (ROUTELLM_CONFIG)")
     ns = parser.parse_args(argv)
     try:
         settings = load_settings(os.environ, ns.config)
@@ -170,13 +170,20 @@ def _on_demand(settings: Settings, checkpoint: str, dtype: DtypeSetting | None) 
 def _fit_arguments(parser: argparse.ArgumentParser, epochs: float, learning_rate: float) -> None:
     parser.add_argument("--out", type=Path, required=True, help="the checkpoint directory")
     parser.add_argument("--holdout", type=float, default=0.2, help="held-out share (0.2)")
-    parser.add_argument("--epochs", type=float, default=epochs)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--learning-rate", type=float, default=learning_rate)
+    parser.add_argument("--epochs", type=float, default=epochs, help=f"most epochs ({epochs:g})")
+    parser.add_argument("--batch-size", type=int, default=16, help="examples per step (16)")
+    parser.add_argument(
+        "--learning-rate", type=float, default=learning_rate, help=f"step size ({learning_rate:g})"
+    )
     parser.add_argument("--max-length", type=int, default=512, help="tokens read per prompt")
     parser.add_argument("--patience", type=int, default=1, help="epochs without a better loss")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the split and training (0)")
+    parser.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="where to train: auto (cuda when available), cpu or cuda",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
