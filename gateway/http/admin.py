@@ -119,6 +119,9 @@ def _number(
 
 @get("/v1/decisions", guards=[require_admin])
 async def list_decisions(request: Request[Any, Any, Any]) -> Response[Any]:
+    """The ledger's rows, newest first (admin key): `limit` (1 to 10,000, default 100),
+    `since` (unix seconds, ISO-8601 with a zone, or `30m`/`24h`/`7d`), `format=jsonl` for one
+    row a line. Each row carries its `feedback` and shadow `verdict`."""
     ledger = _ledger(request)
     limit = _number(request, "limit", 100, 1, MAX_LIMIT)
     if limit != int(limit):
@@ -136,6 +139,8 @@ async def list_decisions(request: Request[Any, Any, Any]) -> Response[Any]:
 
 @get("/v1/savings", guards=[require_admin])
 async def savings(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    """What routing cost against the baseline model since `since` (admin key): cost, baseline
+    cost, saving, unpriced requests, model switches and the prompt cache they lost."""
     ledger = _ledger(request)
     since = _since(request)
     return await _read(lambda: reports.savings(ledger, since))
@@ -143,6 +148,8 @@ async def savings(request: Request[Any, Any, Any]) -> dict[str, Any]:
 
 @get("/v1/dashboard", guards=[require_admin])
 async def dashboard(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    """The figures behind `/ui` (admin key): traffic and cost over time in `buckets` (1 to
+    500, default 24) since `since`, per-model feedback, and the `quality` panels."""
     ledger = _ledger(request)
     since = _since(request)
     buckets = int(_number(request, "buckets", 24, 1, 500))
@@ -165,6 +172,9 @@ async def dashboard(request: Request[Any, Any, Any]) -> dict[str, Any]:
 
 @get("/v1/whatif", guards=[require_admin])
 async def what_if(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    """The cost and strong share had the win-rate rule used `threshold` (required, 0 to 1)
+    since `since` (admin key): the requests it decided are re-decided, the others keep their
+    recorded cost."""
     ledger = _ledger(request)
     if request.query_params.get("threshold") is None:
         raise InvalidRequest("threshold is required, e.g. threshold=0.4", param="threshold")
@@ -175,6 +185,9 @@ async def what_if(request: Request[Any, Any, Any]) -> dict[str, Any]:
 
 @get("/v1/routers/compare", guards=[require_admin])
 async def compare_routers(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    """The `incumbent` router against its `candidate` since `since` (admin key): requests,
+    strong share, cost, judged quality kept with 95 % intervals and latency per arm, shadow
+    disagreements, and a plain verdict."""
     ledger = _ledger(request)
     settings: Settings = request.app.state.settings
     names: list[str] = []

@@ -91,6 +91,9 @@ def parse_feedback(raw: bytes, now: float | None = None) -> FeedbackRow:
 
 @post("/v1/feedback", guards=[require_key], status_code=200)
 async def give_feedback(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    """A user's score for an answer (client key): `request_id` (its `x-routellm-request-id`),
+    `score` (-1..1, or 0..1 with `"scale": "unit"`) and an optional `comment`. A later score
+    for the same request replaces the earlier one."""
     row = parse_feedback(await request.body())
     ledger: Ledger | None = request.app.state.ledger
     if ledger is None:

@@ -132,6 +132,8 @@ async def api_call(request: Request[Any, Any, Any]) -> Response[Any]:
 
 @post("/v1/route", guards=[require_key], status_code=200)
 async def route(request: Request[Any, Any, Any], state: State) -> dict[str, Any]:
+    """The decision for a Chat Completions body, without calling any upstream: the model, the
+    reason, the label and all three scores, the conversation, and what was classified."""
     gateway: Gateway = state.gateway
     call = CHAT.parse(
         await request.body(), request.headers, max_messages=gateway.settings.max_messages
@@ -149,6 +151,8 @@ async def route(request: Request[Any, Any, Any], state: State) -> dict[str, Any]
 
 @get("/v1/models", guards=[require_key])
 async def models(state: State) -> dict[str, Any]:
+    """The names a client may ask for: `router`, the named routers and every served model, with
+    the config's `config_version`."""
     gateway: Gateway = state.gateway
     names = [*gateway.settings.routers, *gateway.settings.models]
     return {
@@ -163,6 +167,9 @@ async def models(state: State) -> dict[str, Any]:
 
 @get("/health")
 async def health(state: State) -> Response[dict[str, Any]]:
+    """200 once the classifier is loaded and warmed up, with its state (model, dtype, runtime,
+    CPU features), the open breakers, the routers' checkpoints and the config version; 503
+    `draining` after SIGTERM."""
     gateway: Gateway = state.gateway
     drain: Drain = state.drain
     status, code = ("draining", 503) if drain.draining else ("ok", 200)
@@ -179,6 +186,7 @@ async def health(state: State) -> Response[dict[str, Any]]:
 
 @get("/metrics", media_type=CONTENT_TYPE)
 async def metrics(state: State) -> bytes:
+    """The Prometheus text exposition of this process's metrics."""
     gateway: Gateway = state.gateway
     return gateway.telemetry.render(
         classifier=await gateway.classifier.health(),

@@ -161,6 +161,9 @@ def on_sighup(app: Any, reloader: Reloader) -> None:
 
 @post("/v1/admin/reload", guards=[require_admin], status_code=200)
 async def reload_config(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    """Reload the config file and the variables (admin key): validated, loaded and warmed
+    before the swap; requests in flight finish on the old config. A bad config answers 422
+    `reload_refused` with the reason, and the old one keeps serving."""
     reloader: Reloader = request.app.state.reloader
     version = await reloader.reload(request.app)
     return {"status": "reloaded", "config_version": version}

@@ -24,13 +24,15 @@ class LedgerSettings:
     """Where the decision ledger lives and what it keeps (`ROUTELLM_LEDGER*`)."""
 
     location: str | None = None
-    """A SQLite file path or a `postgresql://` URL; None: a file in the user's state directory."""
+    """`ROUTELLM_LEDGER`: a SQLite file path, a `postgresql://` URL (one ledger for every
+    replica), or `off`. Unset: `ledger.sqlite3` in the user's state directory."""
     enabled: bool = True
     """False with `ROUTELLM_LEDGER=off`: nothing is recorded and the admin data routes say so."""
     retention_days: float = 30.0
-    """Rows older than this are deleted."""
+    """`ROUTELLM_LEDGER_RETENTION_DAYS`: rows older than this many days are deleted."""
     store_prompts: bool = False
-    """`ROUTELLM_LEDGER_PROMPTS=1`: also keep the classified text. Default: never stored."""
+    """`ROUTELLM_LEDGER_PROMPTS`: `1` also keeps the classified text (what `train` needs).
+    Default: never stored."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,6 +37,7 @@ from gateway.settings.routing import (
     RouterSpec,
     Tier,
     check_one_api,
+    check_priced,
     named_routers,
     parse_tags,
     read_default_router,
@@ -51,6 +52,7 @@ from gateway.settings.upstreams import (
     read_models,
     read_upstreams,
 )
+from routers.encoders import EmbeddingsApi
 
 __all__ = ["ConversationPolicy", "Settings", "SettingsError", "load_settings"]
 
@@ -67,69 +69,98 @@ class Settings:
     models: Mapping[str, ModelTarget]
     """Every model the gateway serves, by client-facing name."""
     mapping: Mapping[str, str] | None = None
-    """Seed routing for `router`: top label → model. None: `router` uses the win-rate rule."""
+    """`ROUTELLM_MAPPING` (JSON; `routing.mapping`): seed routing for `router`, top label →
+    model, e.g. `{"LABEL_0": "gpt-4o", "LABEL_1": "gpt-4o-mini", "LABEL_2": "gpt-4o-mini"}`.
+    Unset: `router` uses the win-rate rule."""
     threshold: float = 0.5
-    """With a mapping: top score below it → fallback. Without: strong when P(LABEL_0) ≥ it."""
+    """`ROUTELLM_THRESHOLD` (`routing.threshold`), 0 to 1. With a mapping: top score below it →
+    fallback. Without: strong when P(LABEL_0) ≥ it."""
     fallback: str | None = None
-    """Model for routed requests when below threshold, classifier or upstream failure."""
+    """`ROUTELLM_FALLBACK_MODEL` (`routing.fallback`): the model for routed requests below the
+    threshold, on classifier failure, and when the routed upstream fails before its first
+    byte. Default: the weak model (the last tier)."""
     strong: str | None = None
-    """Strong model of the RouteLLM rule (`router-bert-<t>`)."""
+    """`ROUTELLM_STRONG_MODEL` (`routing.strong`): the strong model of RouteLLM's rule (and of
+    `router-bert-<t>`)."""
     weak: str | None = None
-    """Weak model of the RouteLLM rule."""
+    """`ROUTELLM_WEAK_MODEL` (`routing.weak`): the weak model of RouteLLM's rule."""
     classifier: ClassifierSettings = field(default_factory=lambda: ClassifierSettings.from_env({}))
     """In-process model or remote URL, dtype, batching, timeouts."""
     api_keys: tuple[str, ...] = field(default=(), repr=False)
-    """Keys clients must send as `Authorization: Bearer`; empty: no client auth."""
+    """`ROUTELLM_API_KEYS`: comma-separated keys clients must send as `Authorization: Bearer`
+    (or `x-api-key`); unset: no client auth."""
     upstream_timeout: float = 60.0
-    """Seconds to wait for an upstream's first byte, and between two events of a stream."""
+    """`ROUTELLM_UPSTREAM_TIMEOUT`: seconds to wait for an upstream's first byte (a whole
+    non-streamed answer), and between two events of a stream."""
     connect_timeout: float = 10.0
-    """Seconds to open a connection to an upstream."""
+    """`ROUTELLM_CONNECT_TIMEOUT`: seconds to open a connection to an upstream."""
     max_body_bytes: int = 20 * 1024 * 1024
-    """Largest request body accepted (20 MiB admits a few base64 images); larger → 413."""
+    """`ROUTELLM_MAX_BODY_BYTES`: largest request body accepted (20 MiB admits a few base64
+    images); larger → 413."""
     max_messages: int = 2048
-    """Most messages one request may carry."""
+    """`ROUTELLM_MAX_MESSAGES`: most messages one request may carry; more → 400."""
     classify_skip_tags: tuple[str, ...] = SKIP_TAGS
-    """Wrapper tags whose blocks are not classified (`ROUTELLM_CLASSIFY_SKIP_TAGS`): agents'
-    boilerplate around the user's words (`gateway.routing.human_text`)."""
+    """`ROUTELLM_CLASSIFY_SKIP_TAGS`: comma-separated wrapper tags whose blocks are not
+    classified: agents' boilerplate around the user's words (`gateway.routing.human_text`).
+    Empty: classify everything."""
     max_event_bytes: int = 16 * 1024 * 1024
-    """Largest upstream stream event (or line) relayed; past it the stream ends with an error."""
+    """`ROUTELLM_MAX_EVENT_BYTES`: largest upstream stream event (or line) relayed; past it the
+    stream ends with an error event."""
     max_response_bytes: int = 64 * 1024 * 1024
-    """Largest non-streamed upstream answer read; past it → 502 (or the fallback model)."""
+    """`ROUTELLM_MAX_RESPONSE_BYTES`: largest non-streamed upstream answer read; past it → 502
+    (or the fallback model)."""
     max_concurrency: int = 512
-    """Requests in flight at once; beyond it → 429 with Retry-After."""
+    """`ROUTELLM_MAX_CONCURRENCY`: requests in flight at once; beyond it → 429 with
+    `Retry-After`."""
     breaker_failures: int = 5
-    """Consecutive failures that open an upstream's circuit breaker."""
+    """`ROUTELLM_BREAKER_FAILURES`: consecutive failures that open an upstream's circuit
+    breaker (per deployment, or per host for connection failures)."""
     breaker_cooldown: float = 30.0
-    """Seconds an open breaker skips its upstream before probing it again."""
+    """`ROUTELLM_BREAKER_COOLDOWN`: seconds an open breaker skips its upstream before probing
+    it again."""
     log_format: LogFormat = "text"
-    """`text` or `json`: one line per request, never keys or message content."""
+    """`ROUTELLM_LOG_FORMAT`: `text` or `json` for every line the process writes (uvicorn's
+    included); one line per request, never keys or message content."""
     baseline: str | None = None
-    """Savings are measured against this model answering the same tokens (None: no baseline)."""
+    """`ROUTELLM_BASELINE_MODEL` (`routing.baseline`): savings are measured against this model
+    answering the same tokens. Default: the strong model, else LABEL_0's model."""
     ledger: LedgerSettings = field(default_factory=LedgerSettings)
     """The decision ledger behind `/v1/decisions`, `/v1/savings` and `/ui`."""
     admin_keys: tuple[str, ...] = field(default=(), repr=False)
-    """Bearer keys for the admin data routes; empty with `api_keys` set: those routes answer 403."""
+    """`ROUTELLM_ADMIN_KEYS`: comma-separated Bearer keys for the admin routes (ledger data,
+    dashboard, reload); unset while client keys are set: those routes answer 403."""
     tiers: tuple[Tier, ...] = ()
-    """Tiers of `router`, strongest first (`routing.tiers` / `ROUTELLM_TIERS`)."""
+    """`ROUTELLM_TIERS` (JSON; `routing.tiers`): tiers of `router`, strongest first, e.g.
+    `[{"model": "gpt-4o", "min_win_rate": 0.7}, {"model": "gpt-4o-mini"}]`."""
     routers: Mapping[str, RouterSpec] = field(default_factory=dict)
     """Every routed name (`router` and the config's `routers:`) → its rule."""
     conversation_policy: ConversationPolicy = "upgrade"
-    """`per_turn`, `sticky` or `upgrade`: whether later turns keep the conversation's model."""
+    """`ROUTELLM_CONVERSATION_POLICY`: `per_turn`, `sticky` or `upgrade`: whether later turns
+    keep the conversation's model."""
     conversation_ttl: float = 3600.0
-    """Seconds after a conversation's last turn that its state is kept."""
+    """`ROUTELLM_CONVERSATION_TTL`: seconds after a conversation's last turn that its state is
+    kept."""
     conversation_max_switches: int = 1
-    """Under `upgrade`, how often a conversation may move to another model."""
+    """`ROUTELLM_CONVERSATION_MAX_SWITCHES`: under `upgrade`, how often a conversation may move
+    to another model (each move loses the prompt cache)."""
     redis_url: str | None = field(default=None, repr=False)
-    """Conversation state in Redis, shared by replicas; None: kept in this process."""
+    """`ROUTELLM_REDIS_URL`: `redis://` or `rediss://`; conversation state in Redis, shared by
+    replicas. Unset: kept in this process."""
     redis_timeout: float = 0.05
-    """Seconds one Redis operation may take before the request decides without it."""
+    """`ROUTELLM_REDIS_TIMEOUT`: seconds one Redis operation may take before the request
+    decides without it."""
     shutdown_grace: float = 30.0
-    """Seconds in-flight requests and streams may take to finish after SIGTERM."""
+    """`ROUTELLM_SHUTDOWN_GRACE`: seconds in-flight requests and streams may take to finish
+    after SIGTERM (`/health` answers 503 `draining` meanwhile)."""
     tracing: TraceExporter | None = None
     """Where spans go (`OTEL_TRACES_EXPORTER`, or `otlp` when an OTLP endpoint is set); None:
     tracing is off and costs nothing."""
     quality: QualitySettings = field(default_factory=QualitySettings)
     """Shadow judging of routed requests (`quality:` in the config file)."""
+    embeddings: EmbeddingsApi | None = field(default=None, repr=False)
+    """`ROUTELLM_EMBEDDINGS_URL` (with `ROUTELLM_EMBEDDINGS_MODEL`, `ROUTELLM_EMBEDDINGS_API_KEY`
+    and `ROUTELLM_EMBEDDINGS_TIMEOUT`): the OpenAI-compatible embeddings API that routers with a
+    `remote:` encoder embed prompts with, called as `<url>/embeddings`. Unset: none."""
 
     def kind_of(self, model: str) -> UpstreamKind:
         """The API family of the upstream serving `model` (a key of `models`)."""
@@ -190,6 +221,8 @@ def load_settings(env: Mapping[str, str], config_path: str | None = None) -> Set
 
     keys = tuple(k.strip() for k in env.get("ROUTELLM_API_KEYS", "").split(",") if k.strip())
     apply_prices(env, models)
+    for spec in named.values():
+        check_priced(spec, models)
     baseline = read_baseline(
         env,
         routing=routing,
@@ -242,6 +275,7 @@ def load_settings(env: Mapping[str, str], config_path: str | None = None) -> Set
         redis_timeout=_positive(env, "ROUTELLM_REDIS_TIMEOUT", 0.05),
         shutdown_grace=_positive(env, "ROUTELLM_SHUTDOWN_GRACE", 30.0),
         tracing=_tracing(env),
+        embeddings=_embeddings(env),
         quality=read_quality(
             doc,
             where,
@@ -250,6 +284,18 @@ def load_settings(env: Mapping[str, str], config_path: str | None = None) -> Set
             (default_router, *named.values()),
             ledger_enabled=read_ledger(env).enabled,
         ),
+    )
+
+
+def _embeddings(env: Mapping[str, str]) -> EmbeddingsApi | None:
+    url = env.get("ROUTELLM_EMBEDDINGS_URL", "").strip()
+    if not url:
+        return None
+    return EmbeddingsApi(
+        http_url(url, "ROUTELLM_EMBEDDINGS_URL"),
+        env.get("ROUTELLM_EMBEDDINGS_MODEL", "").strip() or "text-embedding-3-small",
+        env.get("ROUTELLM_EMBEDDINGS_API_KEY", "").strip() or None,
+        _positive(env, "ROUTELLM_EMBEDDINGS_TIMEOUT", 5.0),
     )
 
 
