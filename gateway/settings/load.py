@@ -71,7 +71,7 @@ class Settings:
     model, e.g. `{"LABEL_0": "gpt-4o", "LABEL_1": "gpt-4o-mini", "LABEL_2": "gpt-4o-mini"}`.
     Unset: `router` uses the win-rate rule."""
     threshold: float = 0.5
-    """`ROUTELLM_THRESHOLD` (`routing.threshold`), 0 to 1. With a mapping: top score below it →
+    """`ROUTELLM_THRESHOLD` (`routing.threshold`): 0 to 1. With a mapping: top score below it →
     fallback. Without: strong when P(LABEL_0) ≥ it."""
     fallback: str | None = None
     """`ROUTELLM_FALLBACK_MODEL` (`routing.fallback`): the model for routed requests below the
