@@ -85,6 +85,7 @@ class Exchange:
             checkpoint=decision.checkpoint if decision else None,
             candidate_model=decision.candidate_model if decision else None,
             candidate_score=decision.candidate_score if decision else None,
+            cost_weight=decision.cost_weight if decision else None,
         )
 
     def headers(self) -> dict[str, str]:

@@ -169,9 +169,11 @@ class Gateway:
                 return held
         started = time.perf_counter()
         arm = conversation.id if conversation is not None else arm
-        decision = await self.decider.decide(call.model, chosen.text, arm)
+        decision = await self.decider.decide(call.model, chosen.text, arm, call.cost_weight)
         if decision.reason != "direct":
             self.telemetry.classified(time.perf_counter() - started)
+        if decision.cost_weight is not None and decision.scores is not None:
+            self.telemetry.weighed(decision.cost_weight, decision.scores)
         if conversation is not None:
             decision = await self.conversations.settle(conversation, decision, record=record)
         return decision
@@ -365,7 +367,8 @@ class Gateway:
         usage = exchange.usage
         prices = self.settings.models
         spent = cost(prices[model].price, usage) if model in prices else None
-        baseline = self.settings.baseline
+        router = self.settings.routers.get(decision.router or "") if decision else None
+        baseline = router.baseline if router and router.baseline else self.settings.baseline
         would_have = cost(prices[baseline].price, usage) if baseline else None
         self.telemetry.request_done(
             model, reason, status, usage=usage, cost=spent, baseline_cost=would_have

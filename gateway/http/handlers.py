@@ -31,6 +31,7 @@ from gateway.observe.metrics import CONTENT_TYPE
 from gateway.routing.call import Call
 from gateway.routing.conversations import HEADER as CONVERSATION_HEADER
 from gateway.routing.conversations import Conversation, client_key, identify
+from gateway.routing.decider import read_cost_weight
 
 T = TypeVar("T")
 
@@ -109,6 +110,7 @@ async def api_call(request: Request[Any, Any, Any]) -> Response[Any]:
     call = provider.parse(
         await request.body(), request.headers, max_messages=gateway.settings.max_messages
     )
+    call = replace(call, cost_weight=read_cost_weight(request.headers))
     if request.url.query:
         call = replace(call, query=request.url.query)
     conversation = conversation_of(request, call)
@@ -138,6 +140,7 @@ async def route(request: Request[Any, Any, Any], state: State) -> dict[str, Any]
     call = CHAT.parse(
         await request.body(), request.headers, max_messages=gateway.settings.max_messages
     )
+    call = replace(call, cost_weight=read_cost_weight(request.headers))
     conversation = conversation_of(request, call)
     decision = await until_disconnect(request, gateway.decide(call, conversation, record=False))
     chosen = gateway.chosen_text(call)

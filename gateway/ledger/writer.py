@@ -88,6 +88,7 @@ decisions = sa.Table(
     sa.Column("checkpoint", sa.String(1024)),
     sa.Column("candidate_model", sa.String(256)),
     sa.Column("candidate_score", sa.Float),
+    sa.Column("cost_weight", sa.Float),
 )
 feedback = sa.Table(
     "routellm_feedback",
@@ -163,6 +164,9 @@ class DecisionRow:
     candidate_model: str | None = None
     """In shadow mode, the model the router's candidate would have chosen, and its score."""
     candidate_score: float | None = None
+    cost_weight: float | None = None
+    """A many-model router's weight of price against quality (`scores` then holds each of its
+    models' predicted quality)."""
 
     @property
     def win_rate(self) -> float | None:

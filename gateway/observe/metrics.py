@@ -64,6 +64,8 @@ REASONS: frozenset[str] = frozenset(get_args(Reason))
 ERROR_CODES: frozenset[str] = frozenset(get_args(ErrorCode))
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+QUALITY_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+WEIGHT_BUCKETS = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 
 
 def error_code(code: str | int | None) -> ErrorCode:
@@ -138,6 +140,19 @@ class Telemetry:
             ["model", "code"],
             registry=r,
         )
+        self._quality = Histogram(
+            "routellm_predicted_quality",
+            "Many-model routers: each candidate model's predicted quality, per decision.",
+            ["model"],
+            buckets=QUALITY_BUCKETS,
+            registry=r,
+        )
+        self._cost_weight = Histogram(
+            "routellm_cost_weight",
+            "Many-model routers: the cost weight each decision used.",
+            buckets=WEIGHT_BUCKETS,
+            registry=r,
+        )
         self._inflight_gauge = Gauge(
             "routellm_inflight_requests", "Requests in flight.", registry=r
         )
@@ -181,6 +196,12 @@ class Telemetry:
 
     def classified(self, seconds: float) -> None:
         self._classify.observe(seconds)
+
+    def weighed(self, cost_weight: float, quality: Mapping[str, float]) -> None:
+        """A many-model decision: its weight and every candidate's predicted quality."""
+        self._cost_weight.observe(cost_weight)
+        for model, value in quality.items():
+            self._quality.labels(self.model_label(model)).observe(value)
 
     def classifier_batch(self, size: int) -> None:
         self._batch.observe(size)

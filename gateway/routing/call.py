@@ -44,3 +44,5 @@ class Call:
     """The request carries an earlier assistant turn: it continues a conversation."""
     session: Session | None = None
     """The client's own conversation id, when its API carries one."""
+    cost_weight: float | None = None
+    """The client's `x-routellm-cost-weight`: a many-model router's weight for this call."""

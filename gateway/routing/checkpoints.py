@@ -1,6 +1,7 @@
-"""Routers with their own checkpoint (`routers.<name>.classifier`, `dtype` beside it): one
-classifier per distinct checkpoint and dtype, loaded once however many routers name it, each
-with its own batcher (weights memory-mapped on the ONNX path, as the gateway's own are).
+"""Routers with their own checkpoint (`routers.<name>.classifier`, `dtype` beside it) or their
+own trained directory (`routers.<name>.router`, `routers.registry`): one classifier per distinct
+checkpoint and dtype (or directory), loaded once however many routers name it, each with its
+own batcher (weights memory-mapped on the ONNX path, as the gateway's own are).
 
     loaded = {}                                        # (checkpoint, dtype) -> Classifier
     own = await open_own(settings, default, loaded)    # {router name: Classifier}
@@ -16,6 +17,10 @@ from collections.abc import Mapping
 from classifier import open_classifier
 from classifier.base import Classifier
 from gateway.settings.load import Settings
+from gateway.settings.routing import RouterSpec
+from routers.embedding import RouterOptions
+from routers.manifest import RouterDirectoryError, read_manifest
+from routers.registry import open_router
 
 __all__ = ["close_own", "forget", "open_own"]
 
@@ -36,6 +41,15 @@ async def open_own(
     opened: list[Classifier] = []
     try:
         for spec in settings.routers.values():
+            if spec.router is not None:
+                key = (spec.router, "router")
+                if key not in loaded:
+                    check_models(spec)
+                    options = RouterOptions(embeddings=settings.embeddings)
+                    loaded[key] = await open_router(spec.router, options)
+                    opened.append(loaded[key])
+                own[spec.name] = loaded[key]
+                continue
             if spec.classifier is None:
                 continue
             mine = dataclasses.replace(
@@ -53,6 +67,19 @@ async def open_own(
             await classifier.aclose()
         raise
     return own
+
+
+def check_models(spec: RouterSpec) -> None:
+    """Every model a many-model router is configured to choose must be one its directory
+    predicts for (`RouterDirectoryError` naming those it does)."""
+    assert spec.router is not None
+    known = read_manifest(spec.router).models
+    missing = [name for name in spec.models or {} if name not in known]
+    if missing:
+        raise RouterDirectoryError(
+            f"routers.{spec.name}: {spec.router} predicts no quality for {', '.join(missing)}: "
+            f"it knows {', '.join(known)}; map them with `models: {{<its name>: <your model>}}`"
+        )
 
 
 def forget(loaded: dict[tuple[str, str], Classifier], gone: list[Classifier]) -> None:

@@ -23,7 +23,8 @@ Policies (`ROUTELLM_CONVERSATION_POLICY`):
 - `per_turn`: every turn is decided alone; no state is read or written.
 - `sticky`: the conversation's first decision holds for all its turns.
 - `upgrade` (default): a turn moves the conversation only when its P(LABEL_0) is higher than
-  that of the decision that chose the current model, so it climbs but never falls back; and at
+  that of the decision that chose the current model (for a many-model router: only to a model
+  with a higher price), so it climbs but never falls back; and at
   most `ROUTELLM_CONVERSATION_MAX_SWITCHES` times (default 1), since every switch throws away
   the upstream's prompt cache, which for an agent's long context costs more than routing saves.
 
@@ -139,7 +140,11 @@ def identify(header: str | None, key: str, call: Call) -> Conversation:
 
 
 def win_rate(decision: Decision) -> float | None:
-    """P(LABEL_0) of a classified decision; None when the classifier did not run."""
+    """What `upgrade` climbs by: P(LABEL_0) of a classified decision, or for a many-model
+    router the chosen model's price share (a turn moves only to a dearer model); None when the
+    router did not run."""
+    if decision.price_share is not None:
+        return decision.price_share
     if decision.scores is None:
         return None
     return decision.scores.get(STRONG_LABEL)

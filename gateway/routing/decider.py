@@ -6,6 +6,10 @@ Three kinds of model name reach the gateway:
   whose `min_win_rate` ≤ P(LABEL_0) answers. With a label mapping (the seed's rule) the top label
   picks the model and a top score below the threshold picks the fallback; otherwise RouteLLM's
   strong/weak rule.
+- a many-model router (`routers.<name>.router`, a trained directory): the router predicts each
+  of its models' quality, and the model with the best quality minus the cost weight times its
+  relative price answers (`gateway.routing.weighing`). The weight is the router's
+  `cost_weight`, or the request's: `router-<name>-<w>` or the `x-routellm-cost-weight` header.
 - `router-bert-<t>`: RouteLLM's rule: strong model when P(LABEL_0), the strong model's predicted
   win rate, is at least `t`, else the weak model.
 - a configured model name: sent straight through (reason `direct`), never classified or swapped.
@@ -26,13 +30,18 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+import numpy as np
+
 from classifier.base import Classifier, ClassifierError, Scores
 from gateway.errors import InvalidRequest, ModelNotFound
+from gateway.routing.weighing import blended, choose, relative
 from gateway.settings.load import Settings
 from gateway.settings.routing import RouterSpec
 from gateway.settings.upstreams import UpstreamKind
@@ -40,6 +49,7 @@ from gateway.settings.upstreams import UpstreamKind
 ROUTER = "router"
 STRONG_LABEL = "LABEL_0"
 ROUTER_NAME = re.compile(r"^router-(?P<router>[A-Za-z0-9_]+)-(?P<threshold>.*)$")
+COST_WEIGHT_HEADER = "x-routellm-cost-weight"
 
 Reason = Literal[
     "mapped",
@@ -53,6 +63,7 @@ Reason = Literal[
     "upstream_fallback",
     "pinned",
     "tier",
+    "scored",
 ]
 """Why a decision chose its model (the `x-routellm-reason` header)."""
 
@@ -84,6 +95,11 @@ class Decision:
     """In shadow mode, the model the router's candidate would have chosen."""
     candidate_score: float | None = None
     """... and the candidate's score for it."""
+    cost_weight: float | None = None
+    """A many-model router's weight of price against quality for this decision."""
+    price_share: float | None = None
+    """A many-model decision: the chosen model's price as a share of the router's most
+    expensive (what `upgrade` conversations climb by)."""
 
     @property
     def routed(self) -> bool:
@@ -91,12 +107,17 @@ class Decision:
         return self.reason != "direct"
 
     def headers(self) -> dict[str, str]:
-        return {
+        out = {
             "x-routellm-model": self.model,
             "x-routellm-label": self.label or "none",
             "x-routellm-score": "none" if self.score is None else f"{self.score:.6f}",
             "x-routellm-reason": self.reason,
         }
+        if self.cost_weight is not None:
+            out[COST_WEIGHT_HEADER] = f"{self.cost_weight:g}"
+            rounded = {m: round(q, 4) for m, q in (self.scores or {}).items()}
+            out["x-routellm-scores"] = json.dumps(rounded, separators=(",", ":"))
+        return out
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -107,6 +128,7 @@ class Decision:
             "score": self.score,
             "scores": dict(self.scores) if self.scores is not None else None,
             "threshold": self.threshold,
+            **({} if self.cost_weight is None else {"cost_weight": self.cost_weight}),
         }
 
     def fall_back(self, model: str) -> Decision:
@@ -118,10 +140,12 @@ class Decision:
 class Policy:
     """How a model name is to be served."""
 
-    kind: Literal["direct", "mapping", "winrate", "tiers"]
+    kind: Literal["direct", "mapping", "winrate", "tiers", "quality"]
     threshold: float | None = None
     router: RouterSpec | None = None
     """The routed name's rule; None for a direct model."""
+    cost_weight: float | None = None
+    """A many-model router's weight (its default, or the one the requested name carries)."""
 
 
 class Decider:
@@ -137,6 +161,7 @@ class Decider:
         self.settings = settings
         self.classifier = classifier
         self.own = own or {}
+        self._costs: dict[str, np.ndarray] = {}
 
     def classifier_of(self, router: RouterSpec) -> Classifier:
         return self.own.get(router.name, self.classifier)
@@ -148,7 +173,10 @@ class Decider:
             return Policy("direct")
         spec = s.routers.get(name)
         if spec is not None:
-            return Policy(spec.kind, spec.threshold, spec)
+            return Policy(spec.kind, spec.threshold, spec, spec.cost_weight)
+        weighed = self._weighed(name)
+        if weighed is not None:
+            return weighed
         match = ROUTER_NAME.match(name)
         if match is None:
             raise ModelNotFound(
@@ -183,10 +211,38 @@ class Decider:
             )
         return Policy("winrate", threshold, s.routers[ROUTER])
 
-    async def decide(self, name: str, text: str, arm: str | None = None) -> Decision:
+    def _weighed(self, name: str) -> Policy | None:
+        """`router-<name>-<w>` for a many-model router `<name>`: its rule at weight `w`."""
+        for spec in self.settings.routers.values():
+            prefix = f"router-{spec.name}-"
+            if spec.kind != "quality" or not name.startswith(prefix):
+                continue
+            weight = _weight(name.removeprefix(prefix))
+            if weight is None:
+                raise InvalidRequest(
+                    f"{name!r}: the cost weight after {prefix!r} must be a number ≥ 0, "
+                    f"e.g. '{prefix}0.2' (0: the best predicted quality, whatever it costs)",
+                    param="model",
+                    code="invalid_model",
+                )
+            return Policy("quality", router=spec, cost_weight=weight)
+        return None
+
+    async def decide(
+        self, name: str, text: str, arm: str | None = None, cost_weight: float | None = None
+    ) -> Decision:
         """`text`: what the API's provider extracted for classification ('' when none);
-        `arm`: the conversation (or request) id a canary share is drawn by."""
+        `arm`: the conversation (or request) id a canary share is drawn by; `cost_weight`: the
+        request's own weight (`x-routellm-cost-weight`), for a many-model router."""
         policy = self.policy(name)
+        if cost_weight is not None:
+            if policy.kind != "quality":
+                raise InvalidRequest(
+                    f"{COST_WEIGHT_HEADER} applies to many-model routers (`router:` under "
+                    f"`routers:`); {name!r} is not one: drop the header or ask for such a router",
+                    param=COST_WEIGHT_HEADER,
+                )
+            policy = replace(policy, cost_weight=cost_weight)
         if policy.kind == "direct":
             return Decision(model=name, reason="direct", requested=name)
         router = policy.router
@@ -195,16 +251,19 @@ class Decider:
         if candidate is None:
             return await self._decide(policy, name, text)
         chosen = in_share(arm or text, candidate.share)
+        other = self.policy(candidate.router)
+        if other.kind == "quality" and policy.kind == "quality":
+            other = replace(other, cost_weight=policy.cost_weight)
         if candidate.mode == "canary":
             if chosen:
-                return await self._decide(self.policy(candidate.router), name, text)
+                return await self._decide(other, name, text)
             return await self._decide(policy, name, text)
         if not chosen:
             return await self._decide(policy, name, text)
         # Both at once: each classifier has its own batcher and worker thread.
         decision, shadow = await asyncio.gather(
             self._decide(policy, name, text),
-            self._decide(self.policy(candidate.router), name, text),
+            self._decide(other, name, text),
         )
         return replace(decision, candidate_model=shadow.model, candidate_score=shadow.score)
 
@@ -256,6 +315,8 @@ class Decider:
         """The rule itself, on scores already computed (also used by `calibrate`)."""
         r = policy.router
         assert r is not None  # `apply` is only reached for routed names
+        if policy.kind == "quality":
+            return self._weigh(policy, r, scores, requested)
         label, top = scores.top
         threshold = policy.threshold if policy.threshold is not None else r.threshold
 
@@ -282,6 +343,62 @@ class Decider:
         if win_rate >= threshold:
             return decision(r.strong, "strong", win_rate)
         return decision(r.weak, "weak", win_rate)
+
+    def _weigh(self, policy: Policy, r: RouterSpec, scores: Scores, requested: str) -> Decision:
+        """The many-model rule (`gateway.routing.weighing`) on a router's predictions."""
+        assert r.models is not None  # a quality router always names its models
+        names = list(r.models.values())
+        try:
+            quality = np.asarray([scores.get(column) for column in r.models], dtype=np.float64)
+        except KeyError as exc:
+            raise ClassifierError(f"router {r.name!r} predicts no quality for {exc}") from None
+        weight = policy.cost_weight if policy.cost_weight is not None else r.cost_weight
+        costs = self.costs(r)
+        best = int(choose(quality, costs, weight)[0])
+        return Decision(
+            names[best],
+            "scored",
+            requested,
+            score=float(quality[best]),
+            scores=dict(zip(names, (float(q) for q in quality), strict=True)),
+            fallback=r.fallback,
+            router=r.name,
+            cost_weight=weight,
+            price_share=float(costs[best]),
+        )
+
+    def costs(self, r: RouterSpec) -> np.ndarray:
+        """A many-model router's relative prices, in the order of its `models`."""
+        if r.name not in self._costs:
+            prices = self.settings.models
+            self._costs[r.name] = relative(
+                [blended(p) if (p := prices[m].price) else 0.0 for m in (r.models or {}).values()]
+            )
+        return self._costs[r.name]
+
+
+def read_cost_weight(headers: Mapping[str, str]) -> float | None:
+    """The request's `x-routellm-cost-weight`, when sent; `InvalidRequest` when it is not a
+    number ≥ 0."""
+    raw = headers.get(COST_WEIGHT_HEADER)
+    if raw is None:
+        return None
+    weight = _weight(raw)
+    if weight is None:
+        raise InvalidRequest(
+            f"{COST_WEIGHT_HEADER}: {raw!r} must be a number ≥ 0, e.g. 0.2 "
+            "(0: the best predicted quality, whatever it costs)",
+            param=COST_WEIGHT_HEADER,
+        )
+    return weight
+
+
+def _weight(raw: str) -> float | None:
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        return None
+    return value if 0.0 <= value < math.inf else None
 
 
 def in_share(key: str, share: float) -> bool:

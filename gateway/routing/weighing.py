@@ -21,13 +21,10 @@ import numpy as np
 
 from gateway.settings.prices import Price
 
-INPUT_SHARE = 0.75
-"""Share of input tokens in the blended price (3:1, the usual blend for chat traffic)."""
-
 
 def blended(price: Price) -> float:
-    """USD per million tokens at three input tokens to one output token."""
-    return INPUT_SHARE * price.input + (1 - INPUT_SHARE) * price.output
+    """USD per million tokens at three input tokens to one output token (`Price.blended`)."""
+    return price.blended
 
 
 def relative(prices: Sequence[float]) -> np.ndarray:

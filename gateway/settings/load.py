@@ -39,6 +39,7 @@ from gateway.settings.routing import (
     check_one_api,
     named_routers,
     parse_tags,
+    priced,
     read_default_router,
     routed_sources,
     router_models,
@@ -51,6 +52,7 @@ from gateway.settings.upstreams import (
     read_models,
     read_upstreams,
 )
+from routers.encoders import EmbeddingsApi
 
 __all__ = ["ConversationPolicy", "Settings", "SettingsError", "load_settings"]
 
@@ -155,6 +157,10 @@ class Settings:
     tracing is off and costs nothing."""
     quality: QualitySettings = field(default_factory=QualitySettings)
     """Shadow judging of routed requests (`quality:` in the config file)."""
+    embeddings: EmbeddingsApi | None = field(default=None, repr=False)
+    """`ROUTELLM_EMBEDDINGS_URL` (with `ROUTELLM_EMBEDDINGS_MODEL`, `ROUTELLM_EMBEDDINGS_API_KEY`
+    and `ROUTELLM_EMBEDDINGS_TIMEOUT`): the OpenAI-compatible embeddings API that routers with a
+    `remote:` encoder embed prompts with, called as `<url>/embeddings`. Unset: none."""
 
     def kind_of(self, model: str) -> UpstreamKind:
         """The API family of the upstream serving `model` (a key of `models`)."""
@@ -215,6 +221,8 @@ def load_settings(env: Mapping[str, str], config_path: str | None = None) -> Set
 
     keys = tuple(k.strip() for k in env.get("ROUTELLM_API_KEYS", "").split(",") if k.strip())
     apply_prices(env, models)
+    configured = env.get("ROUTELLM_BASELINE_MODEL") or routing.get("baseline") or None
+    named = {name: priced(spec, models, configured) for name, spec in named.items()}
     baseline = read_baseline(
         env,
         routing=routing,
@@ -267,6 +275,7 @@ def load_settings(env: Mapping[str, str], config_path: str | None = None) -> Set
         redis_timeout=_positive(env, "ROUTELLM_REDIS_TIMEOUT", 0.05),
         shutdown_grace=_positive(env, "ROUTELLM_SHUTDOWN_GRACE", 30.0),
         tracing=_tracing(env),
+        embeddings=_embeddings(env),
         quality=read_quality(
             doc,
             where,
@@ -275,6 +284,18 @@ def load_settings(env: Mapping[str, str], config_path: str | None = None) -> Set
             (default_router, *named.values()),
             ledger_enabled=read_ledger(env).enabled,
         ),
+    )
+
+
+def _embeddings(env: Mapping[str, str]) -> EmbeddingsApi | None:
+    url = env.get("ROUTELLM_EMBEDDINGS_URL", "").strip()
+    if not url:
+        return None
+    return EmbeddingsApi(
+        http_url(url, "ROUTELLM_EMBEDDINGS_URL"),
+        env.get("ROUTELLM_EMBEDDINGS_MODEL", "").strip() or "text-embedding-3-small",
+        env.get("ROUTELLM_EMBEDDINGS_API_KEY", "").strip() or None,
+        _positive(env, "ROUTELLM_EMBEDDINGS_TIMEOUT", 5.0),
     )
 
 

@@ -8,6 +8,9 @@ from typing import Any
 
 from classifier.settings import SettingsError
 
+INPUT_SHARE = 0.75
+"""Share of input tokens in a blended price."""
+
 
 @dataclass(frozen=True, slots=True)
 class Price:
@@ -17,6 +20,12 @@ class Price:
     output: float
     cached_input: float | None = None
     """Price of input tokens served from the provider's prompt cache; None: same as `input`."""
+
+    @property
+    def blended(self) -> float:
+        """USD per million tokens at three input tokens to one output token (the usual blend
+        for chat traffic): what a many-model router weighs (`gateway.routing.weighing`)."""
+        return INPUT_SHARE * self.input + (1 - INPUT_SHARE) * self.output
 
 
 def read_price(spec: Any, name: str) -> Price:

@@ -7,9 +7,10 @@ their tiers and label mappings, and the `ROUTELLM_*` variables that override `ro
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal, get_args
 
 from classifier.settings import DtypeSetting, SettingsError
@@ -61,9 +62,23 @@ class RouterSpec:
     """Its dtype (`dtype:` beside it); None: `ROUTELLM_BERT_DTYPE`."""
     candidate: Candidate | None = None
     """Another router tried beside this one (`gateway.settings.candidates`)."""
+    router: str | None = None
+    """A trained router directory (`router:` under `routers:`; `routers.registry`): it
+    predicts each model's quality, and the router picks among `models` by quality and price."""
+    models: Mapping[str, str] | None = None
+    """With `router`: the data's model names → the configured models it chooses among (only
+    these are chosen)."""
+    cost_weight: float = 0.0
+    """With `router`: the default weight of price against predicted quality
+    (`gateway.routing.weighing`); a request may override it."""
+    baseline: str | None = None
+    """With `router`: the model its savings are measured against: `routing.baseline` when
+    set, else its most expensive model."""
 
     @property
-    def kind(self) -> Literal["tiers", "mapping", "winrate"]:
+    def kind(self) -> Literal["tiers", "mapping", "winrate", "quality"]:
+        if self.router is not None:
+            return "quality"
         if self.tiers:
             return "tiers"
         return "mapping" if self.mapping is not None else "winrate"
@@ -87,6 +102,9 @@ ROUTER_KEYS = frozenset(
         "classifier",
         "dtype",
         "candidate",
+        "router",
+        "models",
+        "cost_weight",
     }
 )
 
@@ -129,6 +147,24 @@ def read_default_router(
     return RouterSpec(
         ROUTER, fallback, mapping, threshold, strong, weak, tiers, candidate=candidate
     )
+
+
+def priced(spec: RouterSpec, models: Mapping[str, ModelTarget], baseline: str | None) -> RouterSpec:
+    """A many-model router weighs its models' prices: each must have one. Its savings baseline
+    is `baseline` (configured) or its most expensive model."""
+    if spec.router is None:
+        return spec
+    blended = {}
+    for name in (spec.models or {}).values():
+        price = models[name].price
+        if price is None:
+            raise SettingsError(
+                f"router {spec.name!r} weighs prices, and {name!r} has none: add "
+                f"`price: {{input: ..., output: ...}}` (USD per million tokens) under "
+                f"models.{name}, or set it in ROUTELLM_PRICES"
+            )
+        blended[name] = price.blended
+    return replace(spec, baseline=baseline or max(blended, key=blended.__getitem__))
 
 
 def check_one_api(
@@ -275,16 +311,18 @@ def named_routers(doc: Mapping[str, Any], where: str) -> dict[str, RouterSpec]:
         strong = optional_model(section, "strong", where)
         weak = optional_model(section, "weak", where)
         tiers = read_tiers(section.get("tiers"), f"{key}: tiers")
-        rules = sum((bool(tiers), mapping is not None, bool(strong or weak)))
+        directory, choices, cost_weight = read_many(section, key)
+        rules = sum((bool(tiers), mapping is not None, bool(strong or weak), bool(directory)))
         if rules != 1:
             raise SettingsError(
-                f"{key} needs exactly one rule: `tiers`, `mapping` (with `fallback`), or "
-                "`strong` and `weak`"
+                f"{key} needs exactly one rule: `tiers`, `mapping` (with `fallback`), "
+                "`strong` and `weak`, or `router` (a trained directory) with `models`"
             )
         if bool(strong) != bool(weak):
             raise SettingsError(f"{key} needs both `strong` and `weak`")
+        last = [*choices.values()][-1] if choices else None
         fallback = optional_model(section, "fallback", where) or (
-            tiers[-1].model if tiers else weak
+            tiers[-1].model if tiers else weak or last
         )
         if fallback is None:
             raise SettingsError(f"{key}: with a mapping, name the `fallback` model")
@@ -300,8 +338,53 @@ def named_routers(doc: Mapping[str, Any], where: str) -> dict[str, RouterSpec]:
             checkpoint,
             dtype,
             read_candidate(section, key),
+            directory,
+            choices,
+            cost_weight,
         )
     return found
+
+
+def read_many(section: Mapping[str, Any], key: str) -> tuple[str | None, dict[str, str], float]:
+    """A many-model router's `router` (directory), `models` (a list of configured names, or a
+    map from the data's names to them) and `cost_weight` (a number ≥ 0, default 0)."""
+    directory = section.get("router")
+    raw_models = section.get("models")
+    raw_weight = section.get("cost_weight")
+    if directory is None:
+        for extra in ("models", "cost_weight"):
+            if section.get(extra) is not None:
+                raise SettingsError(f"{key}: {extra} goes with `router:` (a trained directory)")
+        return None, {}, 0.0
+    if not isinstance(directory, str) or not directory.strip():
+        raise SettingsError(f"{key}: router must be the directory `routellm-gateway train` wrote")
+    example = "models: [gpt-4o, gpt-4o-mini, llama3] (or {data-name: configured-name, ...})"
+    if isinstance(raw_models, list):
+        choices = {str(m): str(m) for m in raw_models if isinstance(m, str) and m.strip()}
+        complete = len(choices) == len(raw_models)
+    elif isinstance(raw_models, dict):
+        choices = {str(k): v for k, v in raw_models.items() if isinstance(v, str) and v.strip()}
+        complete = len(choices) == len(raw_models)
+    else:
+        choices, complete = {}, False
+    if not complete or len(choices) < 2 or len(set(choices.values())) != len(choices):
+        raise SettingsError(f"{key}: `router` needs at least two distinct models: {example}")
+    if key.split(maxsplit=1)[0].removeprefix("routers.") in ("bert", "mf"):
+        raise SettingsError(f"{key}: 'router-bert-' and 'router-mf-' are RouteLLM's: rename it")
+    return directory, choices, read_cost_weight(raw_weight, f"{key}: cost_weight")
+
+
+def read_cost_weight(raw: Any, name: str) -> float:
+    """A cost weight: a finite number ≥ 0 (None: 0)."""
+    if raw is None:
+        return 0.0
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        value = math.nan
+    if isinstance(raw, bool) or not 0.0 <= value < math.inf:
+        raise SettingsError(f"{name}={raw!r} must be a number ≥ 0, e.g. 0.2 (0: best quality)")
+    return value
 
 
 def _own_classifier(section: Mapping[str, Any], key: str) -> tuple[str | None, DtypeSetting | None]:
@@ -322,6 +405,7 @@ def _own_classifier(section: Mapping[str, Any], key: str) -> tuple[str | None, D
 def router_models(spec: RouterSpec) -> list[str]:
     """Every model a router can pick."""
     picked = [*(spec.mapping or {}).values(), spec.fallback, *(t.model for t in spec.tiers)]
+    picked += [*(spec.models or {}).values()]
     return picked + [m for m in (spec.strong, spec.weak) if m]
 
 

@@ -1,0 +1,1 @@
+"""Tests of `routers`: the router kinds behind the classifier seam."""
