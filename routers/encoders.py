@@ -143,6 +143,11 @@ class RemoteEncoder:
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Unit vectors for `texts`, in one call; `ClassifierError` on any failure."""
+        return normalise(self.embed(texts))
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """The vectors for `texts` as the API answered them (RouteLLM's MF router uses them
+        unscaled), in one call; `ClassifierError` on any failure."""
         try:
             response = self._client.post(
                 "embeddings", json={"model": self.api.model, "input": list(texts)}
@@ -153,7 +158,7 @@ class RemoteEncoder:
             raise ClassifierError(
                 f"embeddings API {self.name} answered {response.status_code}: {response.text[:200]}"
             )
-        return normalise(read_embeddings(response.content, len(texts), self.name))
+        return read_embeddings(response.content, len(texts), self.name)
 
     def close(self) -> None:
         self._client.close()
