@@ -25,6 +25,7 @@ FLOORS = (
     ("gateway.http",),
     ("gateway.app",),
     ("gateway.cli", "gateway.__main__"),
+    ("gateway.reference",),
 )
 """`gateway`'s floors, lowest first: a module imports only from its own floor or lower ones."""
 MAX_TOP_LEVEL = 10

@@ -1,0 +1,255 @@
+"""What each setting means, where no settings field's docstring already says it: the config
+file's keys, and the variables that fill no single field. The documentation's reference pages
+are generated from these tables and from the fields' docstrings (`gateway.reference`), and
+`tests/docs/` fails, naming the missing entry, when a key or variable the code reads has none.
+
+A new variable that fills a settings field: begin the field's docstring with its name in
+backticks and a colon (`ROUTELLM_NEW`: what it does.); nothing here. A variable that fills no
+single field, or a new config-file key: add a line to `VARIABLES` or `CONFIG_KEYS` below.
+"""
+
+from __future__ import annotations
+
+import builtins
+from dataclasses import dataclass
+
+from gateway.settings.accounts import QualitySettings
+
+
+@dataclass(frozen=True, slots=True)
+class Described:
+    """One variable or config key: its name (a key's dotted path, `<name>` for a name of your
+    choosing, `[]` for each item of a list), the values it takes, its default and its meaning.
+    With `field` (a settings dataclass and one of its fields) the empty parts come from that
+    field: its type, its default, its docstring."""
+
+    name: str
+    type: str = ""
+    default: str = ""
+    meaning: str = ""
+    field: tuple[builtins.type, str] | None = None
+
+
+VARIABLES: tuple[Described, ...] = (
+    Described(
+        "ROUTELLM_CONFIG",
+        "path",
+        "unset",
+        "The YAML config file (the same as `--config`); the variables override it.",
+    ),
+    Described(
+        "ROUTELLM_UPSTREAM_BASE_URL",
+        "http(s) URL",
+        "https://api.openai.com/v1",
+        "The default upstream: it serves every model the gateway knows that the config file "
+        "does not place elsewhere. With a config file and no upstream for a model, set it.",
+    ),
+    Described(
+        "ROUTELLM_UPSTREAM_API_KEY",
+        "string",
+        "`OPENAI_API_KEY`",
+        "The default upstream's key, sent as `Authorization: Bearer`.",
+    ),
+    Described(
+        "ROUTELLM_MODELS",
+        "comma-separated names",
+        "unset",
+        "More model names clients may ask for directly, served by the default upstream.",
+    ),
+    Described(
+        "ROUTELLM_PRICES",
+        "JSON object",
+        "unset",
+        "Prices in USD per million tokens, by model, overriding the file's `price:`, e.g. "
+        '`{"gpt-4o": {"input": 2.5, "output": 10, "cached_input": 1.25}}`.',
+    ),
+    Described(
+        "OPENAI_API_KEY",
+        "string",
+        "unset",
+        "The default upstream's key when `ROUTELLM_UPSTREAM_API_KEY` is unset.",
+    ),
+    Described(
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "URL",
+        "unset",
+        "Turns tracing on: spans go over OTLP/HTTP to this collector, e.g. "
+        "`http://collector:4318`. OpenTelemetry's other variables (`OTEL_TRACES_EXPORTER=otlp|"
+        "console|none`, `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, `OTEL_EXPORTER_OTLP_HEADERS`, "
+        "`OTEL_SDK_DISABLED`) apply as the SDK defines them.",
+    ),
+)
+"""The variables that fill no single settings field, with everything said here."""
+
+_CANDIDATE = "Under `routing:` and under each `routers.<name>:` alike."
+
+CONFIG_KEYS: tuple[Described, ...] = (
+    Described("upstreams", "mapping", "unset", "The servers models are sent to, by name."),
+    Described(
+        "upstreams.<name>.base_url",
+        "http(s) URL",
+        "required",
+        "Base URL up to and including `/v1`. `${VAR}` is replaced by the variable's value.",
+    ),
+    Described(
+        "upstreams.<name>.api_key",
+        "string",
+        "unset",
+        "Sent as `Authorization: Bearer` (openai) or `x-api-key` (anthropic); `${VAR}` is "
+        "replaced by the variable's value, so no key needs to be written in the file.",
+    ),
+    Described(
+        "upstreams.<name>.kind",
+        "`openai` | `anthropic`",
+        "openai",
+        "The APIs it serves: `openai` (chat, responses, completions, embeddings) or "
+        "`anthropic` (messages).",
+    ),
+    Described("models", "mapping", "unset", "The model names clients may ask for, by name."),
+    Described(
+        "models.<name>.upstream", "upstream name", "required", "The upstream that serves it."
+    ),
+    Described(
+        "models.<name>.model",
+        "string",
+        "the name",
+        "The id sent upstream in the `model` field (e.g. `llama3.1:8b` for the name `llama3`).",
+    ),
+    Described(
+        "models.<name>.price",
+        "mapping",
+        "unset: cost unknown",
+        "Its price in USD per million tokens (`ROUTELLM_PRICES` overrides it).",
+    ),
+    Described("models.<name>.price.input", "number ≥ 0", "required", "USD per million input."),
+    Described("models.<name>.price.output", "number ≥ 0", "required", "USD per million output."),
+    Described(
+        "models.<name>.price.cached_input",
+        "number ≥ 0",
+        "the input price",
+        "USD per million input tokens read from the provider's prompt cache.",
+    ),
+    Described(
+        "routing",
+        "mapping",
+        "unset",
+        "The rule of `router`. Each key has a `ROUTELLM_*` variable, which overrides it.",
+    ),
+    Described(
+        "routing.mapping",
+        "label → model",
+        "unset",
+        "Top label → model (`ROUTELLM_MAPPING`); needs a `fallback`.",
+    ),
+    Described(
+        "routing.threshold",
+        "0 to 1",
+        "0.5",
+        "With a mapping: a top score below it → the fallback. Without: the strong model when "
+        "P(LABEL_0) ≥ it (`ROUTELLM_THRESHOLD`).",
+    ),
+    Described(
+        "routing.fallback",
+        "model name",
+        "the weak model",
+        "Below the threshold, on classifier failure, and when the routed upstream fails before "
+        "its first byte (`ROUTELLM_FALLBACK_MODEL`).",
+    ),
+    Described(
+        "routing.strong",
+        "model name",
+        "gpt-4o",
+        "RouteLLM's strong model (`ROUTELLM_STRONG_MODEL`).",
+    ),
+    Described(
+        "routing.weak",
+        "model name",
+        "gpt-4o-mini",
+        "RouteLLM's weak model (`ROUTELLM_WEAK_MODEL`).",
+    ),
+    Described(
+        "routing.tiers",
+        "list",
+        "unset",
+        "Several models, strongest first: the first tier whose `min_win_rate` ≤ P(LABEL_0) "
+        "answers (`ROUTELLM_TIERS`).",
+    ),
+    Described("routing.tiers[].model", "model name", "required", "The tier's model."),
+    Described(
+        "routing.tiers[].min_win_rate",
+        "0 to 1",
+        "required but on the last tier",
+        "The least P(LABEL_0) the tier answers; strictly decreasing; the last tier has none.",
+    ),
+    Described(
+        "routing.baseline",
+        "model name",
+        "the strong model",
+        "Savings are measured against this model (`ROUTELLM_BASELINE_MODEL`).",
+    ),
+    Described(
+        "routing.candidate",
+        "mapping",
+        "unset",
+        "Another router tried on live traffic beside this one. " + _CANDIDATE,
+    ),
+    Described(
+        "routing.candidate.router",
+        "router name",
+        "required",
+        "The candidate: a name under `routers:`. " + _CANDIDATE,
+    ),
+    Described(
+        "routing.candidate.mode",
+        "`shadow` | `canary`",
+        "shadow",
+        "`shadow`: its choice is recorded beside every decision, the client's answer never "
+        "changes. `canary`: it decides a share of conversations. " + _CANDIDATE,
+    ),
+    Described(
+        "routing.candidate.share",
+        "0 to 1",
+        "1.0 (shadow), 0.05 (canary)",
+        "The share of requests (shadow) or conversations (canary) it sees. " + _CANDIDATE,
+    ),
+    Described(
+        "routers",
+        "mapping",
+        "unset",
+        "More routed names beside `router`, each with exactly one rule: `tiers`, `mapping` "
+        "(with `fallback`), or `strong` and `weak`. No variable overrides them.",
+    ),
+    Described("routers.<name>.mapping", "label → model", "unset", "As `routing.mapping`."),
+    Described("routers.<name>.threshold", "0 to 1", "0.5", "As `routing.threshold`."),
+    Described(
+        "routers.<name>.fallback",
+        "model name",
+        "the weak model (the last tier)",
+        "As `routing.fallback`; required with a mapping.",
+    ),
+    Described("routers.<name>.strong", "model name", "unset", "As `routing.strong`."),
+    Described("routers.<name>.weak", "model name", "unset", "As `routing.weak`."),
+    Described("routers.<name>.tiers", "list", "unset", "As `routing.tiers`."),
+    Described(
+        "routers.<name>.classifier",
+        "directory or hub id",
+        "the gateway's classifier",
+        "The router's own checkpoint (from `train` or `distil`), loaded once however many "
+        "routers name it.",
+    ),
+    Described(
+        "routers.<name>.dtype",
+        "`auto` | `float32` | `bfloat16` | `int8`",
+        "`ROUTELLM_BERT_DTYPE`",
+        "The dtype of its own checkpoint; only beside `classifier`.",
+    ),
+    Described("routers.<name>.candidate", "mapping", "unset", "As `routing.candidate`."),
+    Described("quality", "mapping", "unset", "Shadow judging of live routed requests."),
+    Described("quality.shadow_share", field=(QualitySettings, "shadow_share")),
+    Described("quality.judge", field=(QualitySettings, "judge")),
+    Described("quality.daily_budget_usd", field=(QualitySettings, "daily_budget_usd")),
+    Described("quality.concurrency", field=(QualitySettings, "concurrency")),
+    Described("quality.queue", field=(QualitySettings, "queue")),
+    Described("quality.timeout", field=(QualitySettings, "timeout")),
+)
+"""Every key of the config file, in the order the reference lists them."""
