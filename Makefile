@@ -7,7 +7,7 @@ DEV_STAMP := $(VENV)/.installed-dev
 HOST ?= 127.0.0.1
 PORT ?= 6060
 
-.PHONY: help install install-dev system-deps serve classifier test lint bench bench-compare bench-train container-check clean
+.PHONY: help install install-dev system-deps serve classifier test lint docs docs-serve bench bench-compare bench-train container-check clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -36,13 +36,23 @@ classifier: $(STAMP)  ## run the classifier HTTP service on 127.0.0.1:8800
 system-deps:  ## Debian packages the tests start (redis-server, chromium, PostgreSQL); apt-get when missing
 	scripts/system-deps.sh
 
-test: $(DEV_STAMP) system-deps lint  ## the linters, then the whole test suite (what CI runs)
+test: $(DEV_STAMP) system-deps lint docs  ## the linters, the docs build, then the whole test suite (what CI runs)
 	$(BIN)/pytest
 
 lint: $(DEV_STAMP)  ## ruff and mypy strict
 	$(BIN)/ruff check gateway classifier routers tests bench
 	$(BIN)/ruff format --check gateway classifier routers tests bench
 	$(BIN)/mypy
+
+# MkDocs 1.6 prints a notice about its future on every run; it is not about this site.
+DOCS_ENV := NO_MKDOCS_2_WARNING=1 DISABLE_MKDOCS_2_WARNING=true
+DOCS_PORT ?= 8000
+
+docs: $(DEV_STAMP)  ## build the documentation site into site/ (--strict: a broken link fails; offline)
+	$(DOCS_ENV) $(BIN)/mkdocs build --strict --quiet
+
+docs-serve: $(DEV_STAMP)  ## preview the documentation site on 127.0.0.1:$(DOCS_PORT), rebuilt on every edit
+	$(DOCS_ENV) $(BIN)/mkdocs serve --strict --dev-addr 127.0.0.1:$(DOCS_PORT)
 
 bench: $(DEV_STAMP)  ## classifier and gateway benchmarks (minutes; prints figures)
 	$(BIN)/python bench/classifier_bench.py
@@ -59,4 +69,4 @@ container-check: $(DEV_STAMP)  ## docker build + run: health, chat, ledger, drai
 	PYTHON=$(BIN)/python scripts/container-check.sh
 
 clean:  ## remove the virtual environment and caches
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache site
