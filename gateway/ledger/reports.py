@@ -23,6 +23,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from gateway.ledger.many import many_models
 from gateway.ledger.pricing import Usage, cost, lost_cache
 from gateway.ledger.quality import Verdict, quality_kept, reliability
 from gateway.ledger.writer import (
@@ -332,6 +333,7 @@ def _dashboard(ledger: Ledger, since: float | None, buckets: int) -> dict[str, A
         "errors": dict(errors),
         "what_if": what_if_report(rows, threshold, _rule_prices(ledger)),
         "quality": _quality(ledger, since),
+        "many_models": many_models(ledger, since),
     }
 
 

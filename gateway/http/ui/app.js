@@ -243,6 +243,18 @@ async function loadCompare(candidates) {
     : "Shadow: no request was decided by both yet.";
 }
 
+function drawMany(many) {
+  const routers = Object.entries((many && many.routers) || {});
+  $("many-panel").hidden = routers.length === 0;
+  rows($("many").tBodies[0], routers.flatMap(([router, r]) =>
+    Object.entries(r.models).map(([model, m]) => [
+      router, model, String(m.chosen), pct(m.share), m.mean_quality === null ? "–" : m.mean_quality.toFixed(3),
+    ])));
+  $("many-weights").textContent = routers
+    .map(([router, r]) => `${router}: ${r.requests} requests, mean cost weight ${r.mean_cost_weight.toFixed(3)}`)
+    .join(" · ");
+}
+
 function setStatus(message, isError) {
   $("status").textContent = message;
   $("status").className = isError ? "error" : "";
@@ -271,6 +283,7 @@ async function load() {
     drawOutcomes(data);
     showWhatIf(data.what_if);
     drawQuality(data.quality);
+    drawMany(data.many_models);
     await loadCompare(data.candidates || []);
     setStatus(`Updated ${new Date(data.until * 1000).toLocaleTimeString()} · ${s.requests} requests`);
   } catch (err) {

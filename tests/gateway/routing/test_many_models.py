@@ -2,7 +2,8 @@
 (`tests.routers.planted`) chooses among four priced models on the fake upstream. Each topic goes
 to the model good at it; the cost weight, from the router, the model name or the header, trades
 quality for price; decisions carry every model's predicted quality into headers, `/v1/route`,
-the ledger, savings and metrics; a reload swaps the directory; a failing router falls back."""
+the ledger, savings, metrics and the dashboard (in headless Chromium); a reload swaps the
+directory; a failing router falls back."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import pytest
 import yaml
 from hypothesis import given
 from hypothesis import strategies as st
+from playwright.sync_api import sync_playwright
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.app import create_app
@@ -25,6 +27,7 @@ from gateway.routing.weighing import choose
 from gateway.settings.load import SettingsError, load_settings
 from routers.heads import HEAD_FILE, KnnHead
 from routers.manifest import Manifest, write_manifest
+from tests.gateway.browser import ARGS, CHROMIUM, PROXY_VARIABLES, pct
 from tests.gateway.conftest import SDK
 from tests.gateway.fake_upstream import FakeUpstream
 from tests.gateway.scripted import ScriptedClassifier
@@ -231,3 +234,42 @@ def test_a_higher_weight_never_raises_the_mean_cost(
     cheap = costs[choose(quality, costs, high)].mean()
     dear = costs[choose(quality, costs, low)].mean()
     assert cheap <= dear + 1e-12
+
+
+def test_the_dashboard_shows_each_models_share_and_predicted_quality(
+    tmp_path: Path,
+    upstream: tuple[FakeUpstream, str],
+    planted_router: Callable[[str], Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for var in PROXY_VARIABLES:
+        monkeypatch.delenv(var, raising=False)
+    config = write(tmp_path / "gateway.yaml", upstream[1], planted_router("knn"))
+    env = {"ROUTELLM_LEDGER": str(tmp_path / "ledger.sqlite3")}
+    app = create_app(load_settings(env, str(config)), classifier=ScriptedClassifier())
+    with serve(app) as url:
+        for text, model in ((MATHS, "team"), (LAW, "team"), (LAW, "router-team-5")):
+            body = {"model": model, "messages": [{"role": "user", "content": text}]}
+            assert httpx.post(f"{url}/v1/chat/completions", json=body).status_code == 200
+        rows = settled(url, 3)
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            page = browser.new_page(viewport={"width": 1280, "height": 1400})
+            page.goto(f"{url}/ui")
+            page.wait_for_function(
+                "document.getElementById('status').textContent.startsWith('Updated')"
+            )
+            cells = page.eval_on_selector_all(
+                "#many tbody tr", "rows => rows.map(r => [...r.cells].map(c => c.textContent))"
+            )
+            weights = page.inner_text("#many-weights")
+            browser.close()
+    shown = {model: (chosen, share, quality) for _, model, chosen, share, quality in cells}
+    assert set(shown) == {"alpha", "beta", "gamma", "delta"}
+    assert shown["alpha"][:2] == ("1", pct(1 / 3))
+    assert shown["beta"][:2] == ("1", pct(1 / 3))
+    assert shown["delta"][:2] == ("1", pct(1 / 3))
+    assert shown["gamma"][0] == "0"
+    mean_alpha = sum(r["scores"]["alpha"] for r in rows) / 3
+    assert shown["alpha"][2] == f"{mean_alpha:.3f}"
+    assert weights == f"team: 3 requests, mean cost weight {5 / 3:.3f}"
