@@ -33,6 +33,10 @@ HEADERS: dict[str, str] = {
     "P(LABEL_0), the strong model's predicted win rate. `none` when not classified.",
     "x-routellm-conversation": "The conversation the request belongs to: sent by the client "
     "(kept as sent), or derived and echoed as `c-<hex>`; on every answer of a routed API.",
+    "x-routellm-cost-weight": "Request: a many-model router's weight of price against quality "
+    "for this request (a number ≥ 0). Response: the weight the decision used.",
+    "x-routellm-scores": "A many-model decision: every candidate model's predicted quality, as "
+    'compact JSON (`{"gpt-4o":0.83,"llama3":0.41}`).',
 }
 """What each `x-routellm-*` response (or request) header means."""
 HEADERS_TO_DESCRIBE = "add it to HEADERS in gateway/reference/http_api.py"
@@ -49,6 +53,8 @@ REASONS: dict[str, str] = {
     "no_text": "No user text to classify: the fallback model.",
     "classifier_error": "The classifier failed or timed out: the fallback model.",
     "upstream_fallback": "The chosen upstream failed before its first byte: the fallback.",
+    "scored": "A many-model router: the best predicted quality minus the cost weight times "
+    "the relative price.",
 }
 """What each value of `gateway.routing.decider.Reason` means (`x-routellm-reason`)."""
 REASONS_TO_DESCRIBE = "add it to REASONS in gateway/reference/http_api.py"

@@ -78,6 +78,26 @@ VARIABLES: tuple[Described, ...] = (
         "console|none`, `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, `OTEL_EXPORTER_OTLP_HEADERS`, "
         "`OTEL_SDK_DISABLED`) apply as the SDK defines them.",
     ),
+    Described(
+        "ROUTELLM_EMBEDDINGS_MODEL",
+        "string",
+        "text-embedding-3-small",
+        "The embeddings model asked of `ROUTELLM_EMBEDDINGS_URL` (a router directory whose "
+        "encoder is `remote:<model>` asks for its own).",
+    ),
+    Described(
+        "ROUTELLM_EMBEDDINGS_API_KEY",
+        "string",
+        "unset",
+        "Sent to `ROUTELLM_EMBEDDINGS_URL` as `Authorization: Bearer`.",
+    ),
+    Described(
+        "ROUTELLM_EMBEDDINGS_TIMEOUT",
+        "seconds > 0",
+        "5",
+        "How long one embeddings call may take; past it the request goes to the router's "
+        "fallback model (reason `classifier_error`).",
+    ),
 )
 """The variables that fill no single settings field, with everything said here."""
 
@@ -100,7 +120,7 @@ CONFIG_KEYS: tuple[Described, ...] = (
     ),
     Described(
         "upstreams.<name>.kind",
-        "`openai` | `anthropic`",
+        "`openai` or `anthropic`",
         "openai",
         "The APIs it serves: `openai` (chat, responses, completions, embeddings) or "
         "`anthropic` (messages).",
@@ -201,7 +221,7 @@ CONFIG_KEYS: tuple[Described, ...] = (
     ),
     Described(
         "routing.candidate.mode",
-        "`shadow` | `canary`",
+        "`shadow` or `canary`",
         "shadow",
         "`shadow`: its choice is recorded beside every decision, the client's answer never "
         "changes. `canary`: it decides a share of conversations. " + _CANDIDATE,
@@ -217,7 +237,31 @@ CONFIG_KEYS: tuple[Described, ...] = (
         "mapping",
         "unset",
         "More routed names beside `router`, each with exactly one rule: `tiers`, `mapping` "
-        "(with `fallback`), or `strong` and `weak`. No variable overrides them.",
+        "(with `fallback`), `strong` and `weak`, or `router` (a trained many-model directory) "
+        "with `models`. No variable overrides them.",
+    ),
+    Described(
+        "routers.<name>.router",
+        "directory",
+        "unset",
+        "A many-model router's directory, as `routellm-gateway train --models ...` writes it: "
+        "it predicts each model's quality, and the model with the best quality minus "
+        "`cost_weight` × its relative price answers. Its `router.json` names its kind.",
+    ),
+    Described(
+        "routers.<name>.models",
+        "list of model names, or data name → model name",
+        "required with `router`",
+        "The configured models it chooses among (each needs a `price`); a mapping renames the "
+        "training data's model names to configured ones. Only these are chosen.",
+    ),
+    Described(
+        "routers.<name>.cost_weight",
+        "number ≥ 0",
+        "0",
+        "The weight of price against predicted quality: value = quality − weight × the "
+        "model's blended price (3 input : 1 output tokens) ÷ the dearest model's. 0 picks the "
+        "best predicted quality; `router-<name>-<w>` or `x-routellm-cost-weight` override it.",
     ),
     Described("routers.<name>.mapping", "label → model", "unset", "As `routing.mapping`."),
     Described("routers.<name>.threshold", "0 to 1", "0.5", "As `routing.threshold`."),
@@ -239,7 +283,7 @@ CONFIG_KEYS: tuple[Described, ...] = (
     ),
     Described(
         "routers.<name>.dtype",
-        "`auto` | `float32` | `bfloat16` | `int8`",
+        "`auto`, `float32`, `bfloat16` or `int8`",
         "`ROUTELLM_BERT_DTYPE`",
         "The dtype of its own checkpoint; only beside `classifier`.",
     ),
