@@ -32,6 +32,7 @@ from gateway.routing.call import Call
 from gateway.routing.conversations import HEADER as CONVERSATION_HEADER
 from gateway.routing.conversations import Conversation, client_key, identify
 from gateway.routing.decider import read_cost_weight
+from routers.mf import MFRouter
 
 T = TypeVar("T")
 
@@ -171,7 +172,8 @@ async def models(state: State) -> dict[str, Any]:
 @get("/health")
 async def health(state: State) -> Response[dict[str, Any]]:
     """200 once the classifier is loaded and warmed up, with its state (model, dtype, runtime,
-    CPU features), the open breakers, the routers' checkpoints and the config version; 503
+    CPU features), the open breakers, the routers' checkpoints, RouteLLM's MF routers (their
+    scoring pair, embeddings breaker and the 64 models they score) and the config version; 503
     `draining` after SIGTERM."""
     gateway: Gateway = state.gateway
     drain: Drain = state.drain
@@ -181,6 +183,11 @@ async def health(state: State) -> Response[dict[str, Any]]:
         "config_version": state.reloader.version,
         "classifier": await gateway.classifier.health(),
         "router_checkpoints": {name: c.name for name, c in gateway.decider.own.items()},
+        "mf_routers": {
+            name: await c.health()
+            for name, c in gateway.decider.own.items()
+            if isinstance(c, MFRouter)
+        },
         "breakers": gateway.forwarder.breakers.open(time.monotonic()),
         "conversations": gateway.conversations.health(),
     }

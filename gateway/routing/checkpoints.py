@@ -1,7 +1,9 @@
 """Routers with their own checkpoint (`routers.<name>.classifier`, `dtype` beside it) or their
-own trained directory (`routers.<name>.router`, `routers.registry`): one classifier per distinct
-checkpoint and dtype (or directory), loaded once however many routers name it, each with its
-own batcher (weights memory-mapped on the ONNX path, as the gateway's own are).
+own trained directory (`routers.<name>.router`, `routers.registry`), or RouteLLM's MF router
+(`kind: mf`, and `router-mf-<t>` under `MF_ROUTER` when `ROUTELLM_MF_MODEL` is set): one
+classifier per distinct checkpoint and dtype (or directory), loaded once however many routers
+name it, each with its own batcher (weights memory-mapped on the ONNX path, as the gateway's
+own are).
 
     loaded = {}                                        # (checkpoint, dtype) -> Classifier
     own = await open_own(settings, default, loaded)    # {router name: Classifier}
@@ -17,9 +19,10 @@ from collections.abc import Mapping
 from classifier import open_classifier
 from classifier.base import Classifier
 from gateway.settings.load import Settings
-from gateway.settings.routing import RouterSpec
+from gateway.settings.routing import MF_ROUTER, RouterSpec
 from routers.embedding import RouterOptions
 from routers.manifest import RouterDirectoryError, read_manifest
+from routers.mf import DEFAULT_MF_MODEL, MFOptions, open_mf
 from routers.registry import open_router
 
 __all__ = ["close_own", "forget", "open_own"]
@@ -39,8 +42,27 @@ async def open_own(
         loaded[(base.model, base.dtype)] = default
     own: dict[str, Classifier] = {}
     opened: list[Classifier] = []
+    mf = MFOptions(
+        embeddings=settings.embeddings,
+        breaker_failures=settings.breaker_failures,
+        breaker_cooldown=settings.breaker_cooldown,
+    )
     try:
+        mf_sources = {
+            spec.name: spec.classifier or settings.mf_model or DEFAULT_MF_MODEL
+            for spec in settings.routers.values()
+            if spec.classifier_kind == "mf"
+        }
+        if settings.mf_model:
+            mf_sources[MF_ROUTER] = settings.mf_model
+        for name, source in mf_sources.items():
+            if (source, "mf") not in loaded:
+                loaded[(source, "mf")] = await open_mf(source, mf)
+                opened.append(loaded[(source, "mf")])
+            own[name] = loaded[(source, "mf")]
         for spec in settings.routers.values():
+            if spec.classifier_kind == "mf":
+                continue
             if spec.router is not None:
                 key = (spec.router, "router")
                 if key not in loaded:

@@ -11,7 +11,8 @@ Three kinds of model name reach the gateway:
   relative price answers (`gateway.routing.weighing`). The weight is the router's
   `cost_weight`, or the request's: `router-<name>-<w>` or the `x-routellm-cost-weight` header.
 - `router-bert-<t>`: RouteLLM's rule: strong model when P(LABEL_0), the strong model's predicted
-  win rate, is at least `t`, else the weak model.
+  win rate, is at least `t`, else the weak model. `router-mf-<t>`: the same rule, with the win
+  rate of RouteLLM's MF router (`routers.mf`, opened as `own[MF_ROUTER]`).
 - a configured model name: sent straight through (reason `direct`), never classified or swapped.
 
 A router may classify with its own checkpoint (`routers.<name>.classifier`), and may have a
@@ -43,7 +44,7 @@ from classifier.base import Classifier, ClassifierError, Scores
 from gateway.errors import InvalidRequest, ModelNotFound
 from gateway.routing.weighing import blended, choose, relative
 from gateway.settings.load import Settings
-from gateway.settings.routing import RouterSpec
+from gateway.settings.routing import MF_ROUTER, RouterSpec
 from gateway.settings.upstreams import UpstreamKind
 
 ROUTER = "router"
@@ -184,10 +185,13 @@ class Decider:
                 "'router-bert-<threshold>' or a name from GET /v1/models",
                 param="model",
             )
-        if match["router"] != "bert":
+        kind = match["router"]
+        if kind not in ("bert", "mf") or (kind == "mf" and MF_ROUTER not in self.own):
             raise InvalidRequest(
-                f"Router {match['router']!r} is not served here: only the BERT router is, "
-                "as 'router-bert-<threshold>', e.g. 'router-bert-0.5'",
+                f"Router {kind!r} is not served here: RouteLLM's BERT router is, as "
+                "'router-bert-<threshold>', and its MF router is as 'router-mf-<threshold>' once "
+                "ROUTELLM_MF_MODEL (e.g. routellm/mf_gpt4_augmented) and ROUTELLM_EMBEDDINGS_URL "
+                "are set",
                 param="model",
                 code="invalid_model",
             )
@@ -197,8 +201,8 @@ class Decider:
             threshold = -1.0
         if not 0.0 <= threshold <= 1.0:
             raise InvalidRequest(
-                f"{name!r}: the threshold after 'router-bert-' must be a number between 0 and 1, "
-                "e.g. 'router-bert-0.5'",
+                f"{name!r}: the threshold after 'router-{kind}-' must be a number between 0 and "
+                f"1, e.g. 'router-{kind}-0.5'",
                 param="model",
                 code="invalid_model",
             )
@@ -209,6 +213,9 @@ class Decider:
                 param="model",
                 code="invalid_model",
             )
+        if kind == "mf":
+            mf = replace(s.routers[ROUTER], name=MF_ROUTER, candidate=None)
+            return Policy("winrate", threshold, mf)
         return Policy("winrate", threshold, s.routers[ROUTER])
 
     def _weighed(self, name: str) -> Policy | None:

@@ -161,6 +161,10 @@ class Settings:
     """`ROUTELLM_EMBEDDINGS_URL` (with `ROUTELLM_EMBEDDINGS_MODEL`, `ROUTELLM_EMBEDDINGS_API_KEY`
     and `ROUTELLM_EMBEDDINGS_TIMEOUT`): the OpenAI-compatible embeddings API that routers with a
     `remote:` encoder embed prompts with, called as `<url>/embeddings`. Unset: none."""
+    mf_model: str | None = None
+    """`ROUTELLM_MF_MODEL`: RouteLLM's MF checkpoint (a hub id or directory) that `router-mf-<t>`
+    scores with, and routers of `kind: mf` without `classifier:`; unset: `router-mf-<t>` is not
+    served, and those routers use routellm/mf_gpt4_augmented."""
 
     def kind_of(self, model: str) -> UpstreamKind:
         """The API family of the upstream serving `model` (a key of `models`)."""
@@ -232,6 +236,14 @@ def load_settings(env: Mapping[str, str], config_path: str | None = None) -> Set
         mapping=default_router.mapping,
     )
     log_format = _log_format(env.get("ROUTELLM_LOG_FORMAT", "text").strip().lower() or "text")
+    embeddings, mf_model = _embeddings(env), env.get("ROUTELLM_MF_MODEL", "").strip() or None
+    mf_users = [f"routers.{s.name}" for s in named.values() if s.classifier_kind == "mf"]
+    if (mf_model or mf_users) and embeddings is None:
+        raise SettingsError(
+            f"{'ROUTELLM_MF_MODEL' if mf_model else mf_users[0]} asks for RouteLLM's MF router, "
+            "which embeds prompts with an embeddings API: set ROUTELLM_EMBEDDINGS_URL to its base "
+            "URL (called as <url>/embeddings), e.g. https://api.openai.com/v1"
+        )
     return Settings(
         upstreams=upstreams,
         models=models,
@@ -275,7 +287,8 @@ def load_settings(env: Mapping[str, str], config_path: str | None = None) -> Set
         redis_timeout=_positive(env, "ROUTELLM_REDIS_TIMEOUT", 0.05),
         shutdown_grace=_positive(env, "ROUTELLM_SHUTDOWN_GRACE", 30.0),
         tracing=_tracing(env),
-        embeddings=_embeddings(env),
+        embeddings=embeddings,
+        mf_model=mf_model,
         quality=read_quality(
             doc,
             where,

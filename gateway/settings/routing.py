@@ -20,6 +20,8 @@ from gateway.settings.upstreams import ModelTarget, Upstream
 
 ROUTER = "router"
 """The routed model name every gateway serves."""
+MF_ROUTER = "router-mf"
+"""The router of `router-mf-<t>`: RouteLLM's rule, scored by the MF router (`ROUTELLM_MF_MODEL`)."""
 SKIP_TAGS = (
     "system-reminder",
     "environment_context",
@@ -74,6 +76,10 @@ class RouterSpec:
     baseline: str | None = None
     """With `router`: the model its savings are measured against: `routing.baseline` when
     set, else its most expensive model."""
+    classifier_kind: Literal["bert", "mf"] = "bert"
+    """`kind:` under `routers:`: what scores the win rate, RouteLLM's BERT router or its MF
+    router (`routers.mf`; `classifier:` then names the MF checkpoint, else `ROUTELLM_MF_MODEL`,
+    else routellm/mf_gpt4_augmented)."""
 
     @property
     def kind(self) -> Literal["tiers", "mapping", "winrate", "quality"]:
@@ -105,6 +111,7 @@ ROUTER_KEYS = frozenset(
         "router",
         "models",
         "cost_weight",
+        "kind",
     }
 )
 
@@ -293,7 +300,7 @@ def named_routers(doc: Mapping[str, Any], where: str) -> dict[str, RouterSpec]:
     for raw_name, section in config_section(doc, "routers", where).items():
         name = str(raw_name)
         key = f"routers.{name} {where}".strip()
-        if name == ROUTER or name.startswith("router-bert-"):
+        if name == ROUTER or name.startswith(("router-bert-", "router-mf")):
             raise SettingsError(f"{key}: the name {name!r} is reserved: choose another name")
         if not isinstance(section, dict):
             raise SettingsError(f"{key} must be a mapping with the keys of `routing`")
@@ -327,6 +334,12 @@ def named_routers(doc: Mapping[str, Any], where: str) -> dict[str, RouterSpec]:
         if fallback is None:
             raise SettingsError(f"{key}: with a mapping, name the `fallback` model")
         checkpoint, dtype = _own_classifier(section, key)
+        kind = section.get("kind", "bert")
+        if kind not in ("bert", "mf") or (kind == "mf" and (directory or dtype)):
+            raise SettingsError(
+                f"{key}: kind {kind!r}: use `kind: bert` (the default) or `kind: mf` (RouteLLM's "
+                "MF router, with `classifier:` its checkpoint; no `router:` nor `dtype:`)"
+            )
         found[name] = RouterSpec(
             name,
             fallback,
@@ -341,6 +354,7 @@ def named_routers(doc: Mapping[str, Any], where: str) -> dict[str, RouterSpec]:
             directory,
             choices,
             cost_weight,
+            classifier_kind=kind,
         )
     return found
 
