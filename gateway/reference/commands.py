@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from gateway.reference.source import ROOT, cell, modules, pyproject, tree_of
+from gateway.reference.source import ROOT, cell, modules, prose, pyproject, tree_of
 
 HOW_TO_DESCRIBE = "give it help='...' in its add_argument call in {where}"
 
@@ -143,7 +143,7 @@ def page() -> str:
         "stderr, on anything you can fix.",
     ]
     for command in commands():
-        lines += ["", f"## `{command.prog}`", "", command.description, ""]
+        lines += ["", f"## `{command.prog}`", "", prose(command.description), ""]
         lines += ["| flag | takes | default | meaning |", "|---|---|---|---|"]
         for flag in command.flags:
             names = ", ".join(f"`{name}`" for name in flag.names)

@@ -143,12 +143,21 @@ def value_text(value: Any, *, size: bool = False) -> str:
     if isinstance(value, float):
         return f"{value:g}"
     if isinstance(value, tuple):
-        return ",".join(str(item) for item in value)
+        return ", ".join(str(item) for item in value)
     if dataclasses.is_dataclass(value) or isinstance(value, Mapping):
         return "see meaning"
     return str(value)
 
 
+def prose(text: str) -> str:
+    """Text from the code as Markdown shows it: outside `code spans`, a `<t>` or a `*` is the
+    character itself, not an HTML tag or emphasis."""
+    parts = " ".join(text.split()).split("`")
+    for i in range(0, len(parts), 2):  # the even parts are outside code spans
+        parts[i] = parts[i].replace("<", "&lt;").replace(">", "&gt;").replace("*", "\\*")
+    return "`".join(parts)
+
+
 def cell(text: str) -> str:
-    """Text safe inside a Markdown table cell."""
-    return " ".join(text.split()).replace("|", "\\|")
+    """Text from the code, safe inside a Markdown table cell."""
+    return prose(text).replace("|", "\\|")

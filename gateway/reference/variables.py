@@ -13,7 +13,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.reference.source import cell, constants, documented_classes, type_text, value_text
+from gateway.reference.source import (
+    cell,
+    constants,
+    documented_classes,
+    prose,
+    type_text,
+    value_text,
+)
 from gateway.settings.descriptions import VARIABLES
 from gateway.settings.load import load_settings
 
@@ -138,4 +145,4 @@ def _heading(group: str) -> list[str]:
     module_name, class_name = group.rsplit(".", 1)
     doc = importlib.import_module(module_name).__dict__[class_name].__doc__ or ""
     first = " ".join(doc.split()).split(". ")[0].rstrip(".")
-    return [f"## `{class_name}`", "", f"{first}. Read by `{module_name}`."]
+    return [f"## `{class_name}`", "", f"{prose(first)}. Read by `{module_name}`."]
