@@ -8,4 +8,3 @@ from gateway.reference.pages import pages
 for path, text in pages().items():
     with mkdocs_gen_files.open(path, "w") as page:
         page.write(text)
-    mkdocs_gen_files.set_edit_path(path, "../gateway/reference/pages.py")
