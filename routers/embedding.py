@@ -18,17 +18,26 @@ import numpy as np
 
 from classifier.base import ClassifierUnavailable, Scores
 from classifier.batching import MicroBatcher
-from routers.encoders import REMOTE_PREFIX, EmbeddingsApi, Encoder, LocalEncoder, RemoteEncoder
+from routers.encoders import (
+    REMOTE_PREFIX,
+    EmbeddingsApi,
+    Encoder,
+    EncoderDtype,
+    LocalEncoder,
+    RemoteEncoder,
+)
 from routers.heads import HEAD_FILE, HEADS, Head
 from routers.manifest import Manifest, RouterDirectoryError
 
 
 @dataclass(frozen=True, slots=True)
 class RouterOptions:
-    """How a router directory is served: the embeddings API for a `remote:` encoder, and the
-    batcher's settings."""
+    """How a router directory is served: the embeddings API for a `remote:` encoder, the local
+    encoder's runtime and ONNX cache, and the batcher's settings."""
 
     embeddings: EmbeddingsApi | None = None
+    dtype: EncoderDtype = "float32"
+    cache_root: Path | None = None
     batch_size: int = 32
     max_wait_ms: float = 2.0
     cache_size: int = 4096
@@ -77,7 +86,7 @@ class EmbeddingRouter:
         except (OSError, KeyError, ValueError) as exc:
             raise RouterDirectoryError(f"{directory}/{HEAD_FILE} cannot be read: {exc}") from None
         router = cls(
-            open_encoder(manifest.encoder, options.embeddings),
+            open_encoder(manifest.encoder, options),
             head,
             manifest,
             name=directory,
@@ -115,8 +124,9 @@ class EmbeddingRouter:
         self.encoder.close()
 
 
-def open_encoder(name: str | None, embeddings: EmbeddingsApi | None) -> Encoder:
+def open_encoder(name: str | None, options: RouterOptions) -> Encoder:
     """The encoder a manifest names: `remote:<model>` on the embeddings API, else in-process."""
+    embeddings = options.embeddings
     if name is None:
         raise ClassifierUnavailable("the router directory names no encoder")
     if name.startswith(REMOTE_PREFIX):
@@ -128,7 +138,7 @@ def open_encoder(name: str | None, embeddings: EmbeddingsApi | None) -> Encoder:
         model = name.removeprefix(REMOTE_PREFIX)
         api = embeddings if embeddings.model == model else _with_model(embeddings, model)
         return RemoteEncoder(api)
-    return LocalEncoder.load(name)
+    return LocalEncoder.load(name, dtype=options.dtype, cache_root=options.cache_root)
 
 
 def _with_model(api: EmbeddingsApi, model: str) -> EmbeddingsApi:

