@@ -14,16 +14,21 @@ minutes, once). Then every server starts as its own process on 127.0.0.1:
   bench/classifier_bench.py) with the classifier cache off so every prompt is classified; and a
   third time, int8, on the student distilled from it (bench/.cache/student, written by
   bench/train_real.py; `--student DIR`), when it exists;
+- this gateway with a many-model router (`many`): the packaged all-MiniLM-L6-v2 encoder on
+  ONNX Runtime float32 and a kNN head over 10,000 prompts' vectors (bench/.cache/embedding-router,
+  built here: random unit vectors and labels, so its choices mean nothing, but each decision
+  costs what a 10,000-row router's does); classifier cache off as well;
 - RouteLLM's `routellm.openai_server` with its BERT router on the same checkpoint, calling the
   fake upstream through its own litellm;
 - LiteLLM's proxy, serving the fake upstream's model.
 
 Workloads (streaming, each request a unique bench/prompts.py prompt, so no cache answers):
-`routed` (`router-bert-0.5`, the name both this gateway and RouteLLM understand) at 16 and 1
-clients against RouteLLM and both gateways; `direct` (a model by name, no classification) at 16
-clients against the fake upstream alone, LiteLLM and the gateway. Systems of one workload take
-turns, round after round, in a rotating order, so drift of a shared machine spreads over all of
-them. Every run is bounded by `--requests` and by `--run-timeout` seconds.
+`routed` (`router-bert-0.5`, the name both this gateway and RouteLLM understand; `many` for the
+many-model router) at 16 and 1 clients against RouteLLM and the gateways; `direct` (a model by
+name, no classification) at 16 clients against the fake upstream alone, LiteLLM and the gateway.
+Systems of one workload take turns, round after round, in a rotating order, so drift of a shared
+machine spreads over all of them. Every run is bounded by `--requests` and by `--run-timeout`
+seconds.
 
 Prints one table (requests/s, p50/p99 latency, p50 time to first byte of the stream) and the
 ratios the issue sets targets for.
@@ -52,6 +57,7 @@ from bench.soak import free_port, stop  # noqa: E402
 VENVS = ROOT / "bench" / ".venvs"
 CHECKPOINT = ROOT / "bench" / ".cache" / "bert-base-spread"
 STUDENT = ROOT / "bench" / ".cache" / "student"
+EMBEDDING_ROUTER = ROOT / "bench" / ".cache" / "embedding-router"
 ONNX_CACHE = ROOT / "bench" / ".cache" / "onnx"
 PACKAGES = {
     "routellm": ["routellm[serve]==0.2.0", "torch==2.13.0"],
@@ -146,6 +152,62 @@ def gateway_config(path: Path, upstream: str) -> Path:
     return path
 
 
+def embedding_router(directory: Path = EMBEDDING_ROUTER, rows: int = 10_000) -> Path:
+    """A many-model router directory with a kNN head over `rows` random unit vectors (built
+    once): what serving a router trained on that many prompts costs per decision."""
+    import numpy as np
+
+    from routers.encoders import DEFAULT_ENCODER, normalise
+    from routers.heads import HEAD_FILE, KnnHead
+    from routers.manifest import MANIFEST, Manifest, write_manifest
+
+    if (directory / MANIFEST).exists():
+        return directory
+    directory.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(7)
+    points = normalise(rng.standard_normal((rows, 384)).astype(np.float32))
+    labels = (rng.random((rows, 2)) < [0.7, 0.5]).astype(np.float32)
+    np.savez(directory / HEAD_FILE, **KnnHead(points, labels).arrays())
+    manifest = Manifest("embedding", ("strong", "weak"), encoder=DEFAULT_ENCODER, head="knn")
+    write_manifest(directory, manifest, [HEAD_FILE])
+    return directory
+
+
+def start_embedding_gateway(tmp: Path, upstream: str) -> Server:
+    """This gateway serving `many`, a many-model router over the fake upstream's two models."""
+    import yaml
+
+    doc = yaml.safe_load(gateway_config(tmp / "many.yaml", upstream).read_text())
+    for name, price in (("strong", (2.5, 10.0)), ("weak", (0.15, 0.6))):
+        doc["models"][name]["price"] = {"input": price[0], "output": price[1]}
+    doc["routers"] = {
+        "many": {
+            "router": str(embedding_router()),
+            "models": ["strong", "weak"],
+            "cost_weight": 0.2,
+        }
+    }
+    (tmp / "many.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    port = free_port()
+    server = start(
+        "gateway-embedding",
+        [str(ROOT / ".venv/bin/routellm-gateway"), "--port", str(port)],
+        port,
+        "/health",
+        {
+            "ROUTELLM_CONFIG": str(tmp / "many.yaml"),
+            "ROUTELLM_BERT_MODEL": str(CHECKPOINT),
+            "ROUTELLM_BERT_CACHE_SIZE": "0",
+            "ROUTELLM_BERT_CACHE_DIR": str(ONNX_CACHE),
+            "ROUTELLM_LEDGER": "off",
+        },
+        tmp,
+    )
+    server.routed_model = "many"
+    server.name = "gateway many-model (MiniLM float32 + kNN)"
+    return server
+
+
 def start_all(tmp: Path, which: set[str], student: Path) -> dict[str, Server]:
     import yaml
 
@@ -196,6 +258,8 @@ def start_all(tmp: Path, which: set[str], student: Path) -> dict[str, Server]:
         chosen = httpx.get(f"{servers[name].url}/health", timeout=10).json()["classifier"]
         kind = "student" if name == "gateway-student" else "gateway"
         servers[name].name = f"{kind} {chosen['dtype']} ({chosen['runtime']})"
+    if "gateway-embedding" in which:
+        servers["gateway-embedding"] = start_embedding_gateway(tmp, upstream)
     if "routellm" in which:
         (tmp / "routellm.yaml").write_text(
             yaml.safe_dump({"bert": {"checkpoint_path": str(CHECKPOINT)}})
@@ -375,9 +439,9 @@ def main() -> int:
     parser.add_argument("--run-timeout", type=float, default=120.0, help="seconds per run, at most")
     parser.add_argument(
         "--systems",
-        default="gateway-float32,gateway-auto,gateway-student,routellm,litellm",
-        help="which of gateway-float32, gateway-auto, gateway-student, routellm, litellm to start "
-        "(gateway-student only when --student exists)",
+        default="gateway-float32,gateway-auto,gateway-student,gateway-embedding,routellm,litellm",
+        help="which of gateway-float32, gateway-auto, gateway-student, gateway-embedding, "
+        "routellm, litellm to start (gateway-student only when --student exists)",
     )
     parser.add_argument(
         "--student",
@@ -412,10 +476,17 @@ def main() -> int:
     servers: dict[str, Server] = {}
     try:
         servers = start_all(tmp, which, args.student)
-        routed_names = ["routellm", "gateway-float32", "gateway-auto", "gateway-student"]
+        routed_names = [
+            "routellm",
+            "gateway-float32",
+            "gateway-auto",
+            "gateway-student",
+            "gateway-embedding",
+        ]
         for name in routed_names:  # first passes pick kernels: not on the clock
             if name in servers:
-                asyncio.run(run_load(servers[name].url, ROUTED, warm, 4, 120, Sample()))
+                server = servers[name]
+                asyncio.run(run_load(server.url, server.routed_model, warm, 4, 120, Sample()))
         rows = measure(servers, "routed", routed_names, 16, routed16, args)
         rows += measure(servers, "routed", routed_names, 1, routed1, args)
         direct_names = ["upstream", "litellm", "gateway-float32"]
@@ -473,7 +544,21 @@ def main() -> int:
             "rate",
             "≥ 8×",
         ),
+        (
+            "routed x16, many-model (MiniLM + kNN) / RouteLLM, req/s",
+            find(r16, "gateway many-model"),
+            find(r16, "Route"),
+            "rate",
+            "≥ 10×",
+        ),
         (f"routed x1, {f32} / RouteLLM, p50", find(r1, f32), find(r1, "Route"), "p50", ""),
+        (
+            "routed x1, many-model / RouteLLM, p50",
+            find(r1, "gateway many-model"),
+            find(r1, "Route"),
+            "p50",
+            "",
+        ),
         (f"routed x1, {auto} / RouteLLM, p50", find(r1, auto), find(r1, "Route"), "p50", ""),
         (
             "direct x16, gateway / fake upstream alone, req/s",
