@@ -295,7 +295,7 @@ def model_id(name: str) -> int:
     if found is None:
         raise RouterDirectoryError(
             f"{name!r} is not one of the 64 models RouteLLM's MF router scores: pick the pair "
-            "nearest your models from `routellm-gateway mf-models` (or /health)"
+            "nearest your models from `mf_routers` in the gateway's /health (`MODEL_NAMES`)"
         )
     return found
 

@@ -42,24 +42,28 @@ async def open_own(
         loaded[(base.model, base.dtype)] = default
     own: dict[str, Classifier] = {}
     opened: list[Classifier] = []
-    mf = MFOptions(
-        embeddings=settings.embeddings,
-        breaker_failures=settings.breaker_failures,
-        breaker_cooldown=settings.breaker_cooldown,
-    )
+    mf_sources = {
+        spec.name: (spec.classifier or settings.mf_model or DEFAULT_MF_MODEL, spec.mf_pair)
+        for spec in settings.routers.values()
+        if spec.classifier_kind == "mf"
+    }
+    if settings.mf_model:
+        mf_sources[MF_ROUTER] = (settings.mf_model, None)
     try:
-        mf_sources = {
-            spec.name: spec.classifier or settings.mf_model or DEFAULT_MF_MODEL
-            for spec in settings.routers.values()
-            if spec.classifier_kind == "mf"
-        }
-        if settings.mf_model:
-            mf_sources[MF_ROUTER] = settings.mf_model
-        for name, source in mf_sources.items():
-            if (source, "mf") not in loaded:
-                loaded[(source, "mf")] = await open_mf(source, mf)
-                opened.append(loaded[(source, "mf")])
-            own[name] = loaded[(source, "mf")]
+        for name, (source, pair) in mf_sources.items():
+            strong, weak = pair or settings.mf_pair
+            key = (source, f"mf {strong} {weak}")
+            if key not in loaded:
+                mf = MFOptions(
+                    embeddings=settings.embeddings,
+                    strong=strong,
+                    weak=weak,
+                    breaker_failures=settings.breaker_failures,
+                    breaker_cooldown=settings.breaker_cooldown,
+                )
+                loaded[key] = await open_mf(source, mf)
+                opened.append(loaded[key])
+            own[name] = loaded[key]
         for spec in settings.routers.values():
             if spec.classifier_kind == "mf":
                 continue

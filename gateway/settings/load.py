@@ -31,6 +31,7 @@ from gateway.settings.accounts import (
 )
 from gateway.settings.base import DEFAULT_BASE_URL, config_section, http_url
 from gateway.settings.candidates import check_candidates
+from gateway.settings.mf import DEFAULT_PAIR, read_mf_pair
 from gateway.settings.routing import (
     ROUTER,
     SKIP_TAGS,
@@ -165,6 +166,10 @@ class Settings:
     """`ROUTELLM_MF_MODEL`: RouteLLM's MF checkpoint (a hub id or directory) that `router-mf-<t>`
     scores with, and routers of `kind: mf` without `classifier:`; unset: `router-mf-<t>` is not
     served, and those routers use routellm/mf_gpt4_augmented."""
+    mf_pair: tuple[str, str] = DEFAULT_PAIR
+    """`ROUTELLM_MF_PAIR` (`strong,weak`): the two of the MF router's 64 models whose win rate it
+    predicts, for `router-mf-<t>` and routers of `kind: mf` without `mf_pair:`; default
+    RouteLLM's, gpt-4-1106-preview against mixtral-8x7b-instruct-v0.1."""
 
     def kind_of(self, model: str) -> UpstreamKind:
         """The API family of the upstream serving `model` (a key of `models`)."""
@@ -289,6 +294,7 @@ def load_settings(env: Mapping[str, str], config_path: str | None = None) -> Set
         tracing=_tracing(env),
         embeddings=embeddings,
         mf_model=mf_model,
+        mf_pair=read_mf_pair(env.get("ROUTELLM_MF_PAIR"), "ROUTELLM_MF_PAIR") or DEFAULT_PAIR,
         quality=read_quality(
             doc,
             where,

@@ -16,6 +16,7 @@ from typing import Any, Literal, get_args
 from classifier.settings import DtypeSetting, SettingsError
 from gateway.settings.base import config_section, fraction, optional_model
 from gateway.settings.candidates import Candidate, read_candidate
+from gateway.settings.mf import read_kind
 from gateway.settings.upstreams import ModelTarget, Upstream
 
 ROUTER = "router"
@@ -80,6 +81,9 @@ class RouterSpec:
     """`kind:` under `routers:`: what scores the win rate, RouteLLM's BERT router or its MF
     router (`routers.mf`; `classifier:` then names the MF checkpoint, else `ROUTELLM_MF_MODEL`,
     else routellm/mf_gpt4_augmented)."""
+    mf_pair: tuple[str, str] | None = None
+    """`mf_pair:` with `kind: mf`: the two of its 64 models it scores (`gateway.settings.mf`);
+    None: `ROUTELLM_MF_PAIR`'s, else RouteLLM's."""
 
     @property
     def kind(self) -> Literal["tiers", "mapping", "winrate", "quality"]:
@@ -112,6 +116,7 @@ ROUTER_KEYS = frozenset(
         "models",
         "cost_weight",
         "kind",
+        "mf_pair",
     }
 )
 
@@ -334,12 +339,7 @@ def named_routers(doc: Mapping[str, Any], where: str) -> dict[str, RouterSpec]:
         if fallback is None:
             raise SettingsError(f"{key}: with a mapping, name the `fallback` model")
         checkpoint, dtype = _own_classifier(section, key)
-        kind = section.get("kind", "bert")
-        if kind not in ("bert", "mf") or (kind == "mf" and (directory or dtype)):
-            raise SettingsError(
-                f"{key}: kind {kind!r}: use `kind: bert` (the default) or `kind: mf` (RouteLLM's "
-                "MF router, with `classifier:` its checkpoint; no `router:` nor `dtype:`)"
-            )
+        kind, mf_pair = read_kind(section, key, bool(directory or dtype))
         found[name] = RouterSpec(
             name,
             fallback,
@@ -355,6 +355,7 @@ def named_routers(doc: Mapping[str, Any], where: str) -> dict[str, RouterSpec]:
             choices,
             cost_weight,
             classifier_kind=kind,
+            mf_pair=mf_pair,
         )
     return found
 

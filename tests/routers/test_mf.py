@@ -221,7 +221,7 @@ async def test_without_an_embeddings_api_the_error_names_the_variable(checkpoint
 
 
 async def test_a_scoring_model_outside_the_table_is_refused(checkpoint: Path) -> None:
-    with pytest.raises(RouterDirectoryError, match="mf-models"):
+    with pytest.raises(RouterDirectoryError, match="nearest your models"):
         await open_mf(str(checkpoint), options("http://127.0.0.1:9/v1", strong="gpt-4o"))
 
 

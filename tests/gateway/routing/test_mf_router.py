@@ -252,3 +252,58 @@ def test_a_reload_switches_a_router_between_bert_and_mf(
     assert back.headers["x-routellm-model"] == "strong"
     assert bert_health["mf_routers"] == {}
     assert embeddings[0].calls == [[text]]
+
+
+def test_the_scoring_pair_is_chosen_among_the_64(
+    tmp_path: Path,
+    upstream: tuple[FakeUpstream, str],
+    embeddings: tuple[FakeEmbeddings, str],
+    checkpoint: Path,
+) -> None:
+    mine = {**STRONG_WEAK, "kind": "mf", "classifier": str(checkpoint), "threshold": 0.5}
+    path = write_config(
+        tmp_path / "gateway.yaml",
+        upstream[1],
+        mine={**mine, "mf_pair": ["claude-2.1", "vicuna-7b"]},
+    )
+    env = {
+        "ROUTELLM_MF_MODEL": str(checkpoint),
+        "ROUTELLM_MF_PAIR": "gpt-4-0613,llama-2-70b-chat",
+        "ROUTELLM_EMBEDDINGS_URL": embeddings[1],
+        "ROUTELLM_LEDGER": "off",
+    }
+    app = create_app(load_settings(env, str(path)), classifier=ScriptedClassifier())
+    with serve(app) as url:
+        scored = {}
+        for model in ("mine", "router-mf-0.5"):
+            body = {"model": model, "messages": [{"role": "user", "content": PROMPT}]}
+            answer = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=30)
+            scored[model] = float(answer.headers["x-routellm-score"])
+        health = httpx.get(f"{url}/health").json()["mf_routers"]
+    expected = routellm_win_rate(checkpoint, PROMPT, "claude-2.1", "vicuna-7b")
+    assert scored["mine"] == pytest.approx(expected, abs=1e-6)
+    expected = routellm_win_rate(checkpoint, PROMPT, "gpt-4-0613", "llama-2-70b-chat")
+    assert scored["router-mf-0.5"] == pytest.approx(expected, abs=1e-6)
+    assert (health["mine"]["strong"], health["mine"]["weak"]) == ("claude-2.1", "vicuna-7b")
+    assert health["router-mf"]["strong"] == "gpt-4-0613"
+
+
+@pytest.mark.parametrize(
+    ("env", "router", "why"),
+    [
+        ({"ROUTELLM_MF_PAIR": "gpt-4o,gpt-4o-mini"}, {}, "'gpt-4o' is not one of the 64"),
+        ({"ROUTELLM_MF_PAIR": "claude-2.1"}, {}, "ROUTELLM_MF_PAIR must name two"),
+        ({}, {"mf_pair": ["claude-2.1", "vicuna-7b"]}, "kind 'bert'"),
+        ({}, {"kind": "mf", "mf_pair": ["claude-2.1", "claude-2.1"]}, "two different"),
+    ],
+)
+def test_a_scoring_pair_outside_the_table_is_refused_with_the_fix(
+    tmp_path: Path,
+    upstream: tuple[FakeUpstream, str],
+    env: dict[str, str],
+    router: dict[str, Any],
+    why: str,
+) -> None:
+    path = write_config(tmp_path / "gateway.yaml", upstream[1], mine={**STRONG_WEAK, **router})
+    with pytest.raises(SettingsError, match=why):
+        load_settings({"ROUTELLM_EMBEDDINGS_URL": "http://127.0.0.1:9/v1", **env}, str(path))
