@@ -259,8 +259,13 @@ class Decider:
             return await self._decide(policy, name, text)
         chosen = in_share(arm or text, candidate.share)
         other = self.policy(candidate.router)
-        if other.kind == "quality" and policy.kind == "quality":
-            other = replace(other, cost_weight=policy.cost_weight)
+        # A weight the request asked for (by header or name) holds for the candidate too; the
+        # incumbent's own default does not.
+        asked = cost_weight
+        if asked is None and policy.kind == "quality" and name != router.name:
+            asked = policy.cost_weight  # `router-<name>-<w>`
+        if other.kind == "quality" and asked is not None:
+            other = replace(other, cost_weight=asked)
         if candidate.mode == "canary":
             if chosen:
                 return await self._decide(other, name, text)

@@ -273,3 +273,87 @@ def test_the_dashboard_shows_each_models_share_and_predicted_quality(
     mean_alpha = sum(r["scores"]["alpha"] for r in rows) / 3
     assert shown["alpha"][2] == f"{mean_alpha:.3f}"
     assert weights == f"team: 3 requests, mean cost weight {5 / 3:.3f}"
+
+
+def chat_turn(url: str, texts: list[str], **headers: str) -> httpx.Response:
+    """One turn of a conversation whose user said `texts` in order (answers between them)."""
+    messages: list[dict[str, Any]] = []
+    for text in texts:
+        messages += [{"role": "user", "content": text}, {"role": "assistant", "content": "ok"}]
+    body = {"model": "team", "messages": messages[:-1]}
+    return httpx.post(f"{url}/v1/chat/completions", json=body, headers=headers, timeout=30)
+
+
+@pytest.mark.parametrize(("policy", "second"), [("upgrade", "alpha"), ("per_turn", "beta")])
+def test_a_conversation_climbs_by_price_and_a_tool_turn_keeps_its_model(
+    tmp_path: Path,
+    upstream: tuple[FakeUpstream, str],
+    planted_router: Callable[[str], Path],
+    policy: str,
+    second: str,
+) -> None:
+    config = write(tmp_path / "gateway.yaml", upstream[1], planted_router("knn"))
+    env = {"ROUTELLM_LEDGER": "off", "ROUTELLM_CONVERSATION_POLICY": policy}
+    app = create_app(load_settings(env, str(config)), classifier=ScriptedClassifier())
+    conversation = {"x-routellm-conversation": f"c-{policy}"}
+    with serve(app) as url:
+        first = chat_turn(url, [MATHS], **conversation)
+        # The law turn's best model (beta) costs what alpha does: under `upgrade` no climb.
+        later = chat_turn(url, [MATHS, LAW], **conversation)
+        tool_turn = httpx.post(
+            f"{url}/v1/chat/completions",
+            json={
+                "model": "team",
+                "messages": [
+                    {"role": "user", "content": LAW},
+                    {
+                        "role": "assistant",
+                        "content": None,
+                        "tool_calls": [
+                            {
+                                "id": "call_1",
+                                "type": "function",
+                                "function": {"name": "lookup", "arguments": "{}"},
+                            }
+                        ],
+                    },
+                    {"role": "tool", "tool_call_id": "call_1", "content": "found it"},
+                ],
+            },
+            headers=conversation,
+            timeout=30,
+        )
+    assert first.headers["x-routellm-model"] == "alpha"
+    assert later.headers["x-routellm-model"] == second
+    assert later.headers["x-routellm-reason"] == ("pinned" if policy == "upgrade" else "scored")
+    assert tool_turn.status_code == 200
+    if policy == "upgrade":
+        assert tool_turn.headers["x-routellm-model"] == "alpha"
+        assert tool_turn.headers["x-routellm-reason"] == "pinned"
+
+
+def test_a_many_model_router_can_shadow_another(
+    tmp_path: Path, upstream: tuple[FakeUpstream, str], planted_router: Callable[[str], Path]
+) -> None:
+    config = write(
+        tmp_path / "gateway.yaml",
+        upstream[1],
+        planted_router("knn"),
+        candidate={"router": "pricey", "mode": "shadow"},
+    )
+    doc = yaml.safe_load(config.read_text())
+    doc["routers"]["pricey"] = {
+        "router": str(planted_router("linear")),
+        "models": NAMES,
+        "cost_weight": 5,
+    }
+    config.write_text(yaml.safe_dump(doc))
+    env = {"ROUTELLM_LEDGER": str(tmp_path / "ledger.sqlite3")}
+    app = create_app(load_settings(env, str(config)), classifier=ScriptedClassifier())
+    with serve(app) as url:
+        body = {"model": "team", "messages": [{"role": "user", "content": MATHS}]}
+        answer = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=30)
+        (row,) = settled(url, 1)
+    assert answer.headers["x-routellm-model"] == "alpha"
+    assert (row["model"], row["candidate_model"]) == ("alpha", "delta")
+    assert row["candidate_score"] == pytest.approx(row["scores"]["delta"], abs=0.2)
