@@ -22,7 +22,7 @@ from gateway.settings.load import Settings
 from gateway.settings.routing import MF_ROUTER, RouterSpec
 from routers.embedding import RouterOptions
 from routers.manifest import RouterDirectoryError, read_manifest
-from routers.mf import DEFAULT_MF_MODEL, MFOptions, open_mf
+from routers.mf import DEFAULT_MF_MODEL, MFOptions, is_mf_checkpoint, open_mf
 from routers.registry import open_router
 
 __all__ = ["close_own", "forget", "open_own"]
@@ -99,6 +99,12 @@ def check_models(spec: RouterSpec) -> None:
     """Every model a many-model router is configured to choose must be one its directory
     predicts for (`RouterDirectoryError` naming those it does)."""
     assert spec.router is not None
+    if is_mf_checkpoint(spec.router):
+        raise RouterDirectoryError(
+            f"routers.{spec.name}: {spec.router} is RouteLLM's MF checkpoint, which scores a "
+            f"strong/weak win rate: serve it with `kind: mf`, `classifier: {spec.router}`, "
+            "`strong` and `weak` instead of `router:` and `models:`"
+        )
     known = read_manifest(spec.router).models
     missing = [name for name in spec.models or {} if name not in known]
     if missing:

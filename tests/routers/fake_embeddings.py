@@ -53,6 +53,9 @@ class FakeEmbeddings:
         if scope["type"] != "http":
             return
         headers, raw = await read_request(scope, receive)
+        if scope["method"] != "POST":
+            await _respond(send, 404, b'{"error": {"message": "POST /v1/embeddings"}}')
+            return
         body = json.loads(raw)
         texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
         self.calls.append(list(texts))

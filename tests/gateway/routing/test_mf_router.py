@@ -307,3 +307,19 @@ def test_a_scoring_pair_outside_the_table_is_refused_with_the_fix(
     path = write_config(tmp_path / "gateway.yaml", upstream[1], mine={**STRONG_WEAK, **router})
     with pytest.raises(SettingsError, match=why):
         load_settings({"ROUTELLM_EMBEDDINGS_URL": "http://127.0.0.1:9/v1", **env}, str(path))
+
+
+async def test_an_mf_checkpoint_as_a_many_model_directory_names_kind_mf(
+    tmp_path: Path, upstream: tuple[FakeUpstream, str], checkpoint: Path
+) -> None:
+    from gateway.routing.checkpoints import open_own
+    from routers.manifest import RouterDirectoryError
+
+    doc = yaml.safe_load(write_config(tmp_path / "gateway.yaml", upstream[1]).read_text())
+    for name in ("strong", "weak"):
+        doc["models"][name]["price"] = {"input": 1.0, "output": 2.0}
+    doc["routers"] = {"team": {"router": str(checkpoint), "models": ["strong", "weak"]}}
+    (tmp_path / "gateway.yaml").write_text(yaml.safe_dump(doc))
+    settings = load_settings({}, str(tmp_path / "gateway.yaml"))
+    with pytest.raises(RouterDirectoryError, match="`kind: mf`"):
+        await open_own(settings, ScriptedClassifier())
