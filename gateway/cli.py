@@ -108,8 +108,33 @@ def calibrate_main(argv: Sequence[str]) -> int:
         help="for tiers: the share of each tier, strongest first, e.g. 0.2,0.5,0.3; prints one "
         "min_win_rate per tier but the last",
     )
+    source.add_argument(
+        "--router",
+        type=Path,
+        metavar="DIR",
+        help="a many-model router directory: print the cost_weight meeting --cost-share or "
+        "--quality-share on --data (labelled prompts it was not trained on)",
+    )
+    many = parser.add_argument_group("many-model routers (--router DIR)")
+    many.add_argument("--data", type=Path, nargs="+", metavar="FILE", help="labelled prompts")
+    many.add_argument("--models", help="the data's model columns (default: the router's models)")
+    many.add_argument("--prices", type=Path, metavar="FILE", help="a prices CSV (USD per Mtok)")
+    target = many.add_mutually_exclusive_group()
+    target.add_argument(
+        "--cost-share", type=float, help="mean cost per request over the strongest model's price"
+    )
+    target.add_argument(
+        "--quality-share", type=float, help="share of the strongest model's quality to keep"
+    )
+    many.add_argument("--holdout", type=float, default=0.0, help="train's held-out share (all)")
+    many.add_argument("--split-by", default="random", help="train's --split-by (random)")
+    many.add_argument("--seed", type=int, default=0, help="train's --seed (0)")
     parser.add_argument("--config", help="YAML file of upstreams/models/routing (ROUTELLM_CONFIG)")
     ns = parser.parse_args(argv)
+    if ns.router is not None:
+        from gateway.learning.many_commands import calibrate_router
+
+        return calibrate_router(ns)
     if ns.shares is not None:
         return _calibrate_tiers(ns.shares, ns.prompts, ns.since, ns.config)
     if not 0.0 <= ns.strong_share <= 1.0:

@@ -62,14 +62,25 @@ def _read(ns: argparse.Namespace, strong: str, weak: str) -> Read:
     )
 
 
+def _many(argv: Sequence[str]) -> bool:
+    """Many-model data: `--models` names the models (`gateway.learning.many_commands`)."""
+    return any(a == "--models" or a.startswith("--models=") for a in argv)
+
+
 def evaluate_main(argv: Sequence[str]) -> int:
     """`evaluate`: routers side by side on labelled prompts, with RouteLLM's APGR and CPT and
-    their bootstrap intervals, beside random routing (see `gateway.learning.evaluate`)."""
+    their bootstrap intervals, beside random routing (see `gateway.learning.evaluate`); with
+    `--models`, many-model router directories (`gateway.learning.many_commands`)."""
+    if _many(argv):
+        from gateway.learning.many_commands import evaluate_many_main
+
+        return evaluate_many_main(argv)
     parser = argparse.ArgumentParser(
         prog="routellm-gateway evaluate",
         description="Classify labelled prompts with each router, then print the first router's "
         "strong-call share and quality per threshold and, for every router, APGR, CPT(50%) "
-        "and CPT(80%) with 95% bootstrap intervals, beside random routing.",
+        "and CPT(80%) with 95% bootstrap intervals, beside random routing. With --models "
+        "A,B,...: many-model router directories (see 'evaluate --models A,B --help').",
     )
     _data_arguments(parser, strong_required=False)
     parser.add_argument(
@@ -201,12 +212,19 @@ def _fit_options(ns: argparse.Namespace) -> FitOptions:
 
 
 def train_main(argv: Sequence[str]) -> int:
-    """`train`: fine-tune a 3-label router on labelled prompts (see `gateway.learning.train`)."""
+    """`train`: fine-tune a 3-label router on labelled prompts (see `gateway.learning.train`);
+    with `--models`, a many-model router (`gateway.learning.many_commands`)."""
+    if _many(argv):
+        from gateway.learning.many_commands import train_many_main
+
+        return train_many_main(argv)
     parser = argparse.ArgumentParser(
         prog="routellm-gateway train",
         description="Fine-tune a router: LABEL_0 the strong model's answer wins, LABEL_1 a tie, "
         "LABEL_2 the weak model's wins. Early stopping on the held-out loss; the output loads "
-        "like routellm/bert_gpt4_augmented and carries a model card with held-out APGR and CPT.",
+        "like routellm/bert_gpt4_augmented and carries a model card with held-out APGR and CPT. "
+        "With --models A,B,... instead of --strong/--weak: a many-model router (see "
+        "'train --models A,B --help').",
     )
     _data_arguments(parser, strong_required=True)
     parser.add_argument(
