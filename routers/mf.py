@@ -301,7 +301,8 @@ def model_id(name: str) -> int:
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
-    return np.asarray(1.0 / (1.0 + np.exp(-x)))
+    # The tanh form never overflows (1 / (1 + exp(-x)) warns for x below about -709).
+    return np.asarray(0.5 * (1.0 + np.tanh(0.5 * x)))
 
 
 def is_mf_checkpoint(directory: str | Path) -> bool:

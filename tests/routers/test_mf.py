@@ -256,3 +256,17 @@ async def test_a_checkpoint_that_is_not_routellms_is_refused(
     (directory / "config.json").write_text(json.dumps(config))
     with pytest.raises(RouterDirectoryError, match=why):
         await open_mf(str(directory), options("http://127.0.0.1:9/v1"))
+
+
+async def test_saturated_scores_stay_finite_probabilities(
+    fake: tuple[FakeEmbeddings, str], tmp_path: Path
+) -> None:
+    _, url = fake
+    directory = write_mf_checkpoint(tmp_path / "steep", spread=1e5)
+    router = await open_mf(str(directory), options(url))
+    try:
+        rates = [s.get("LABEL_0") for s in await router.classify(PROMPTS)]
+    finally:
+        await router.aclose()
+    assert set(rates) <= {0.0, 1.0}  # |logit| in the thousands: no overflow warning either
+    assert len(set(rates)) == 2
