@@ -7,7 +7,7 @@ DEV_STAMP := $(VENV)/.installed-dev
 HOST ?= 127.0.0.1
 PORT ?= 6060
 
-.PHONY: help install install-dev system-deps serve classifier test lint docs docs-serve bench bench-compare bench-train container-check clean
+.PHONY: help install install-dev system-deps serve classifier test lint docs docs-serve bench bench-compare bench-train bench-many container-check clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -64,6 +64,10 @@ EVALS ?= routellm-evals
 bench-train: $(DEV_STAMP)  ## train and distil on RouteLLM's public data in $(EVALS) (~40 min; prints figures)
 	$(BIN)/pip install -q -e '.[dev,bench]'
 	$(BIN)/python bench/train_real.py --evals $(EVALS)
+
+MULTI_MODEL ?= multi-model
+bench-many: $(DEV_STAMP)  ## many-model routers on MMLU-Pro ($(MULTI_MODEL)) and RouteLLM's data ($(EVALS)); prints figures
+	$(BIN)/python bench/many_models.py --multi-model $(MULTI_MODEL) --evals $(EVALS)
 
 container-check: $(DEV_STAMP)  ## docker build + run: health, chat, ledger, drain (minutes; skips without docker)
 	PYTHON=$(BIN)/python scripts/container-check.sh
