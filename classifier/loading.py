@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 import numpy as np
 
 from classifier.base import ClassifierUnavailable
+from classifier.logs import adopt_library_logs
 from classifier.settings import ClassifierSettings
 
 if TYPE_CHECKING:
@@ -87,6 +88,9 @@ def load_parts(
     device = _pick_device(settings)
     if settings.threads is not None:
         torch.set_num_threads(settings.threads)
+    adopt_library_logs()  # transformers was just imported: its lines in the process's format
+    if not _looks_like_path(source):
+        _fail_fast_without_hub(settings)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, token=settings.token)
         config = AutoConfig.from_pretrained(source, token=settings.token)
@@ -239,6 +243,35 @@ def _pick_device(settings: ClassifierSettings) -> torch.device:
         and settings.runtime != "onnxruntime"
     )
     return torch.device("cuda" if use_cuda else "cpu")
+
+
+def _fail_fast_without_hub(settings: ClassifierSettings) -> None:
+    """Raise `ClassifierUnavailable` at once when hub id `settings.model` is not in the local
+    cache and the hub cannot be reached: huggingface_hub would otherwise retry each file with
+    backoff (about 25 s a file, two files) before the same conclusion. One HEAD request, no
+    retries, `HF_HUB_ETAG_TIMEOUT` seconds at most; a hub that answers, even with an error (404,
+    401), leaves the load to say what it found."""
+    from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url, try_to_load_from_cache
+    from huggingface_hub.errors import HfHubHTTPError
+
+    if constants.HF_HUB_OFFLINE:  # the hub library fails fast on its own
+        return
+    if isinstance(try_to_load_from_cache(settings.model, "config.json"), str):
+        return  # cached: an unreachable hub falls back to the cache without retrying
+    try:
+        get_hf_file_metadata(
+            hf_hub_url(settings.model, "config.json"),
+            token=settings.token,
+            timeout=constants.HF_HUB_ETAG_TIMEOUT,
+        )
+    except HfHubHTTPError:
+        return
+    except Exception as exc:  # DNS, refused, timeout, TLS: the hub is out of reach
+        raise ClassifierUnavailable(
+            f"cannot download classifier model {settings.model!r}: the Hugging Face hub is "
+            f"unreachable ({type(exc).__name__}: {first_line(exc)}) and the model is not in the "
+            f"local cache: {FIX_HINT}"
+        ) from exc
 
 
 def _looks_like_path(source: str) -> bool:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import logging.config
+import sys
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -62,6 +63,31 @@ def configure_logging(fmt: LogFormat, level: str = "INFO") -> None:
     from huggingface_hub.utils.tqdm import disable_progress_bars
 
     disable_progress_bars()
+    adopt_library_logs()
+
+
+def adopt_library_logs() -> None:
+    """Once `configure_logging` has run, make huggingface_hub's and transformers' lines print
+    once, in this process's format. Idempotent; a no-op in a process that never configured it.
+
+    Each library gives its root logger a bare stderr handler of its own: huggingface_hub when
+    imported, and it also propagates, so each of its warnings printed twice (bare, then ours);
+    transformers on its first log call, and it does not propagate, so its lines came out bare.
+    transformers is imported lazily, after `configure_logging`: whatever imports it for a
+    model (`classifier.loading`) calls this again."""
+    if not any(
+        isinstance(h.formatter, JsonFormatter | TextFormatter) for h in logging.getLogger().handlers
+    ):
+        return
+    hub = logging.getLogger("huggingface_hub")
+    for handler in hub.handlers[:]:
+        hub.removeHandler(handler)
+    hub.propagate = True
+    if "transformers.utils.logging" in sys.modules:  # never import transformers for this
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_default_handler()
+        transformers_logging.enable_propagation()
 
 
 def quote(value: Any) -> str:
