@@ -104,6 +104,12 @@ def calibrate_main(argv: Sequence[str]) -> int:
         help="share of the prompts to send to the strong model, 0 to 1 (default: 0.5)",
     )
     parser.add_argument(
+        "--mf",
+        action="store_true",
+        help="with --prompts: score them with RouteLLM's MF router (ROUTELLM_MF_MODEL, "
+        "ROUTELLM_MF_PAIR, ROUTELLM_EMBEDDINGS_URL) and print a router-mf-<t> threshold",
+    )
+    parser.add_argument(
         "--shares",
         help="for tiers: the share of each tier, strongest first, e.g. 0.2,0.5,0.3; prints one "
         "min_win_rate per tier but the last",
@@ -135,6 +141,11 @@ def calibrate_main(argv: Sequence[str]) -> int:
         from gateway.learning.many_commands import calibrate_router
 
         return calibrate_router(ns)
+    if ns.mf and (ns.prompts is None or ns.shares is not None):
+        print(
+            "routellm-gateway calibrate: --mf goes with --prompts (one threshold)", file=sys.stderr
+        )
+        return 2
     if ns.shares is not None:
         return _calibrate_tiers(ns.shares, ns.prompts, ns.since, ns.config)
     if not 0.0 <= ns.strong_share <= 1.0:
@@ -147,24 +158,27 @@ def calibrate_main(argv: Sequence[str]) -> int:
         from gateway.learning.examples import read_prompts
 
         prompts = read_prompts(ns.prompts)
-        threshold = asyncio.run(_calibrate(settings, prompts, ns.strong_share))
+        threshold = asyncio.run(_calibrate(settings, prompts, ns.strong_share, ns.mf))
     except (SettingsError, ClassifierError, OSError) as exc:
         print(f"routellm-gateway calibrate: {exc}", file=sys.stderr)
         return 2
     print(f"{threshold:.5f}")
+    checkpoint = (
+        settings.mf_model if ns.mf else settings.classifier.url or settings.classifier.model
+    )
     print(
-        f"# {len(prompts)} prompts; use model 'router-bert-{threshold:.5f}' to send about "
-        f"{ns.strong_share:.0%} of similar traffic to the strong model",
-        f"\n# checkpoint: {settings.classifier.url or settings.classifier.model}",
+        f"# {len(prompts)} prompts; use model 'router-{'mf' if ns.mf else 'bert'}-{threshold:.5f}' "
+        f"to send about {ns.strong_share:.0%} of similar traffic to the strong model",
+        f"\n# checkpoint: {checkpoint}",
         file=sys.stderr,
     )
     return 0
 
 
-async def _calibrate(settings: Settings, prompts: list[str], share: float) -> float:
+async def _calibrate(settings: Settings, prompts: list[str], share: float, mf: bool) -> float:
     import numpy as np
 
-    return float(np.quantile(await _win_rates(settings, prompts), 1.0 - share))
+    return float(np.quantile(await _win_rates(settings, prompts, mf), 1.0 - share))
 
 
 def _calibrate_tiers(
@@ -219,11 +233,12 @@ def _calibrate_tiers(
     return 0
 
 
-async def _win_rates(settings: Settings, prompts: list[str]) -> list[float]:
+async def _win_rates(settings: Settings, prompts: list[str], mf: bool = False) -> list[float]:
     from classifier import open_classifier
+    from gateway.routing.checkpoints import open_mf_of
     from gateway.routing.decider import STRONG_LABEL
 
-    classifier = await open_classifier(settings.classifier)
+    classifier = await (open_mf_of(settings) if mf else open_classifier(settings.classifier))
     try:
         scores = []
         for start in range(0, len(prompts), 64):

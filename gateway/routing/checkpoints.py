@@ -17,7 +17,7 @@ import dataclasses
 from collections.abc import Mapping
 
 from classifier import open_classifier
-from classifier.base import Classifier
+from classifier.base import Classifier, ClassifierUnavailable
 from gateway.settings.load import Settings
 from gateway.settings.routing import MF_ROUTER, RouterSpec
 from routers.embedding import RouterOptions
@@ -25,7 +25,7 @@ from routers.manifest import RouterDirectoryError, read_manifest
 from routers.mf import DEFAULT_MF_MODEL, MFOptions, is_mf_checkpoint, open_mf
 from routers.registry import open_router
 
-__all__ = ["close_own", "forget", "open_own"]
+__all__ = ["close_own", "forget", "mf_options", "open_mf_of", "open_own"]
 
 
 async def open_own(
@@ -51,16 +51,9 @@ async def open_own(
         mf_sources[MF_ROUTER] = (settings.mf_model, None)
     try:
         for name, (source, pair) in mf_sources.items():
-            strong, weak = pair or settings.mf_pair
-            key = (source, f"mf {strong} {weak}")
+            mf = mf_options(settings, pair)
+            key = (source, f"mf {mf.strong} {mf.weak}")
             if key not in loaded:
-                mf = MFOptions(
-                    embeddings=settings.embeddings,
-                    strong=strong,
-                    weak=weak,
-                    breaker_failures=settings.breaker_failures,
-                    breaker_cooldown=settings.breaker_cooldown,
-                )
                 loaded[key] = await open_mf(source, mf)
                 opened.append(loaded[key])
             own[name] = loaded[key]
@@ -93,6 +86,29 @@ async def open_own(
             await classifier.aclose()
         raise
     return own
+
+
+def mf_options(settings: Settings, pair: tuple[str, str] | None = None) -> MFOptions:
+    """How the settings serve an MF router: their embeddings API and breaker, and `pair`
+    (None: `ROUTELLM_MF_PAIR`'s, else RouteLLM's)."""
+    strong, weak = pair or settings.mf_pair
+    return MFOptions(
+        embeddings=settings.embeddings,
+        strong=strong,
+        weak=weak,
+        breaker_failures=settings.breaker_failures,
+        breaker_cooldown=settings.breaker_cooldown,
+    )
+
+
+async def open_mf_of(settings: Settings) -> Classifier:
+    """`router-mf-<t>`'s MF router on its own (`calibrate --mf`)."""
+    if not settings.mf_model:
+        raise ClassifierUnavailable(
+            "set ROUTELLM_MF_MODEL (e.g. routellm/mf_gpt4_augmented) and ROUTELLM_EMBEDDINGS_URL: "
+            "the MF router scores the prompts"
+        )
+    return await open_mf(settings.mf_model, mf_options(settings))
 
 
 def check_models(spec: RouterSpec) -> None:

@@ -288,6 +288,22 @@ CONFIG_KEYS: tuple[Described, ...] = (
         "The dtype of its own checkpoint; only beside `classifier`.",
     ),
     Described("routers.<name>.candidate", "mapping", "unset", "As `routing.candidate`."),
+    Described(
+        "routers.<name>.kind",
+        "`bert` or `mf`",
+        "bert",
+        "What scores the strong model's win rate for the router's rule: RouteLLM's BERT router "
+        "(the gateway's classifier, or `classifier`) or its matrix-factorisation router (`mf`: "
+        "`classifier` names its checkpoint, else `ROUTELLM_MF_MODEL`, else "
+        "routellm/mf_gpt4_augmented; prompts are embedded by `ROUTELLM_EMBEDDINGS_URL`).",
+    ),
+    Described(
+        "routers.<name>.mf_pair",
+        "[strong, weak]: two of the MF router's 64 models",
+        "`ROUTELLM_MF_PAIR`",
+        "With `kind: mf`: the two models whose win rate the MF router predicts (/health lists "
+        "the 64 under `mf_routers`).",
+    ),
     Described("quality", "mapping", "unset", "Shadow judging of live routed requests."),
     Described("quality.shadow_share", field=(QualitySettings, "shadow_share")),
     Described("quality.judge", field=(QualitySettings, "judge")),

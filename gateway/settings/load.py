@@ -167,7 +167,7 @@ class Settings:
     scores with, and routers of `kind: mf` without `classifier:`; unset: `router-mf-<t>` is not
     served, and those routers use routellm/mf_gpt4_augmented."""
     mf_pair: tuple[str, str] = DEFAULT_PAIR
-    """`ROUTELLM_MF_PAIR` (`strong,weak`): the two of the MF router's 64 models whose win rate it
+    """`ROUTELLM_MF_PAIR`: `strong,weak`, the two of the MF router's 64 models whose win rate it
     predicts, for `router-mf-<t>` and routers of `kind: mf` without `mf_pair:`; default
     RouteLLM's, gpt-4-1106-preview against mixtral-8x7b-instruct-v0.1."""
 

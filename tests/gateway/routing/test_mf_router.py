@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 import yaml
 
@@ -323,3 +324,27 @@ async def test_an_mf_checkpoint_as_a_many_model_directory_names_kind_mf(
     settings = load_settings({}, str(tmp_path / "gateway.yaml"))
     with pytest.raises(RouterDirectoryError, match="`kind: mf`"):
         await open_own(settings, ScriptedClassifier())
+
+
+def test_calibrate_mf_prints_the_router_mf_threshold(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    embeddings: tuple[FakeEmbeddings, str],
+    checkpoint: Path,
+) -> None:
+    from gateway import cli
+
+    prompts = [f"{PROMPT}, case {i}" for i in range(20)]
+    (tmp_path / "prompts.jsonl").write_text("".join(f'{{"prompt": "{p}"}}\n' for p in prompts))
+    monkeypatch.setenv("ROUTELLM_MF_MODEL", str(checkpoint))
+    monkeypatch.setenv("ROUTELLM_EMBEDDINGS_URL", embeddings[1])
+    argv = ["calibrate", "--prompts", str(tmp_path / "prompts.jsonl"), "--strong-share", "0.3"]
+
+    assert cli.main([*argv, "--mf"]) == 0
+    out, err = capsys.readouterr()
+    expected = float(np.quantile([win_rate(checkpoint, p) for p in prompts], 0.7))
+    assert float(out.strip()) == pytest.approx(expected, abs=1e-5)
+    assert f"'router-mf-{expected:.5f}'" in err
+    assert cli.main(["calibrate", "--from-ledger", "--mf"]) == 2
+    assert "--mf goes with --prompts" in capsys.readouterr().err
