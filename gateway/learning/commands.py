@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from classifier.base import ClassifierError
+from classifier.base import Classifier, ClassifierError
 from classifier.settings import DtypeSetting, SettingsError
 from gateway.learning.evaluate import OnDemand, RouterReport
 from gateway.learning.examples import Read, read_all, read_excluded
@@ -124,14 +124,18 @@ def evaluate_main(argv: Sequence[str]) -> int:
 async def _evaluate(settings: Settings, ns: argparse.Namespace) -> tuple[list[RouterReport], Read]:
     from gateway.errors import GatewayError
     from gateway.learning.evaluate import evaluate
+    from gateway.routing.checkpoints import mf_options
     from gateway.routing.decider import Decider
+    from gateway.settings.routing import MF_ROUTER
+    from routers.mf import DEFAULT_MF_MODEL, open_mf
 
     names: list[str] = ns.router or ([] if ns.checkpoint else ["router"])
     configured = OnDemand(settings.classifier)
-    decider = Decider(settings, configured)
-    opened: list[OnDemand] = [configured]
+    # router-mf-<t> is a name the decider knows once an MF router is there; opened per arm.
+    decider = Decider(settings, configured, {MF_ROUTER: configured} if settings.mf_model else None)
+    opened: list[Classifier] = [configured]
     try:
-        arms: list[tuple[str, float, str | None, str | None, OnDemand]] = []
+        arms: list[tuple[str, float, str | None, str | None, Classifier]] = []
         for name in names:
             try:
                 policy = decider.policy(name)
@@ -145,8 +149,12 @@ async def _evaluate(settings: Settings, ns: argparse.Namespace) -> tuple[list[Ro
                 )
             threshold = policy.threshold if policy.threshold is not None else spec.threshold
             # A router with its own checkpoint (`routers.<name>.classifier`) is judged on it.
-            classifier = configured
-            if spec.classifier is not None:
+            classifier: Classifier = configured
+            if spec.name == MF_ROUTER or spec.classifier_kind == "mf":
+                source = spec.classifier or settings.mf_model or DEFAULT_MF_MODEL
+                classifier = await open_mf(source, mf_options(settings, spec.mf_pair))
+                opened.append(classifier)
+            elif spec.classifier is not None:
                 classifier = _on_demand(settings, spec.classifier, spec.dtype)
                 opened.append(classifier)
             arms.append((name, threshold, spec.strong, spec.weak, classifier))

@@ -6,6 +6,7 @@ opens); the cache; a reload switching a router between bert and mf."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -348,3 +349,32 @@ def test_calibrate_mf_prints_the_router_mf_threshold(
     assert f"'router-mf-{expected:.5f}'" in err
     assert cli.main(["calibrate", "--from-ledger", "--mf"]) == 2
     assert "--mf goes with --prompts" in capsys.readouterr().err
+
+
+def test_evaluate_takes_mf_routers(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    upstream: tuple[FakeUpstream, str],
+    embeddings: tuple[FakeEmbeddings, str],
+    checkpoint: Path,
+) -> None:
+    from gateway import cli
+
+    prompts = [f"{PROMPT}, case {i}" for i in range(8)]
+    rows = [{"prompt": p, "quality": {"strong": 1, "weak": i % 2}} for i, p in enumerate(prompts)]
+    (tmp_path / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    pair = ["claude-2.1", "vicuna-7b"]
+    rates = sorted(win_rate(checkpoint, p) for p in prompts)
+    theirs = sorted(routellm_win_rate(checkpoint, p, *pair) for p in prompts)
+    t, t_pair = (rates[5] + rates[6]) / 2, (theirs[1] + theirs[2]) / 2
+    mine = {**STRONG_WEAK, "kind": "mf", "mf_pair": pair, "threshold": t_pair}
+    config = write_config(tmp_path / "gateway.yaml", upstream[1], mine=mine)
+    monkeypatch.setenv("ROUTELLM_MF_MODEL", str(checkpoint))
+    monkeypatch.setenv("ROUTELLM_EMBEDDINGS_URL", embeddings[1])
+    monkeypatch.setenv("ROUTELLM_BERT_URL", "http://127.0.0.1:9/predict")  # never reached
+    argv = ["evaluate", "--data", str(tmp_path / "eval.jsonl"), "--json", "--config", str(config)]
+
+    assert cli.main([*argv, "--router", f"router-mf-{t:.6f}", "--router", "mine"]) == 0
+    shares = {r["name"]: r["strong_share"] for r in json.loads(capsys.readouterr().out)["routers"]}
+    assert shares == {f"router-mf-{t:.6f}": 2 / 8, "mine": 6 / 8}
