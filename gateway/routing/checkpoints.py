@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from pathlib import Path
 
 from classifier import open_classifier
 from classifier.base import Classifier, ClassifierUnavailable
@@ -61,10 +62,14 @@ async def open_own(
             if spec.classifier_kind == "mf":
                 continue
             if spec.router is not None:
-                key = (spec.router, "router")
+                key = (spec.router, f"router:{spec.dtype or 'float32'}")
                 if key not in loaded:
                     check_models(spec)
-                    options = RouterOptions(embeddings=settings.embeddings)
+                    options = RouterOptions(
+                        embeddings=settings.embeddings,
+                        dtype="int8" if spec.dtype == "int8" else "float32",
+                        cache_root=Path(cache) if (cache := base.onnx_cache_dir) else None,
+                    )
                     loaded[key] = await open_router(spec.router, options)
                     opened.append(loaded[key])
                 own[spec.name] = loaded[key]

@@ -285,7 +285,8 @@ CONFIG_KEYS: tuple[Described, ...] = (
         "routers.<name>.dtype",
         "`auto`, `float32`, `bfloat16` or `int8`",
         "`ROUTELLM_BERT_DTYPE`",
-        "The dtype of its own checkpoint; only beside `classifier`.",
+        "The dtype of its own checkpoint; only beside `classifier`, or beside `router` for "
+        "its sentence encoder (`float32`, the default, or `int8`; both on ONNX Runtime).",
     ),
     Described("routers.<name>.candidate", "mapping", "unset", "As `routing.candidate`."),
     Described(

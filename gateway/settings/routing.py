@@ -62,7 +62,8 @@ class RouterSpec:
     """The router's own checkpoint (a directory or hub id; `classifier:` under `routers:`);
     None: the gateway's (`ROUTELLM_BERT_MODEL` / `ROUTELLM_BERT_URL`)."""
     dtype: DtypeSetting | None = None
-    """Its dtype (`dtype:` beside it); None: `ROUTELLM_BERT_DTYPE`."""
+    """Its dtype (`dtype:` beside it); None: `ROUTELLM_BERT_DTYPE`. Beside `router:`, the
+    sentence encoder's: `float32` (the default) or `int8`."""
     candidate: Candidate | None = None
     """Another router tried beside this one (`gateway.settings.candidates`)."""
     router: str | None = None
@@ -409,8 +410,15 @@ def _own_classifier(section: Mapping[str, Any], key: str) -> tuple[str | None, D
     dtype = section.get("dtype")
     if dtype is None:
         return checkpoint, None
+    if section.get("router") is not None:
+        # A many-model router's sentence encoder runs on ONNX Runtime in one of these.
+        if dtype in ("float32", "int8"):
+            return checkpoint, dtype  # type: ignore[no-any-return]
+        raise SettingsError(f"{key}: dtype {dtype!r} beside `router:`: use float32 or int8")
     if checkpoint is None:
-        raise SettingsError(f"{key}: dtype goes beside the router's own `classifier:`")
+        raise SettingsError(
+            f"{key}: dtype goes beside the router's own `classifier:` (or its `router:`)"
+        )
     for allowed in get_args(DtypeSetting):
         if dtype == allowed:
             return checkpoint, allowed  # type: ignore[no-any-return]

@@ -214,6 +214,14 @@ def test_a_router_without_prices_or_without_models_is_refused_at_start(
     config.write_text(yaml.safe_dump(doc))
     with pytest.raises(SettingsError, match="at least two distinct models"):
         load_settings({}, str(config))
+    doc["models"]["gamma"]["price"] = {"input": 5, "output": 15}
+    doc["routers"]["team"].update(models=NAMES, dtype="bfloat16")
+    config.write_text(yaml.safe_dump(doc))
+    with pytest.raises(SettingsError, match="beside `router:`: use float32 or int8"):
+        load_settings({}, str(config))
+    doc["routers"]["team"]["dtype"] = "int8"
+    config.write_text(yaml.safe_dump(doc))
+    assert load_settings({}, str(config)).routers["team"].dtype == "int8"
 
 
 @given(
