@@ -52,7 +52,7 @@ from gateway.learning.examples import Example, read_excluded  # noqa: E402
 from gateway.learning.heads_fit import DEFAULT, HeadSpec, fit_head  # noqa: E402
 from gateway.learning.matrix import Matrix, parse_models, read_matrix  # noqa: E402
 from gateway.learning.prices import blended_prices, read_prices_csv  # noqa: E402
-from gateway.learning.router_training import split_matrix  # noqa: E402
+from gateway.learning.router_training import split_rows  # noqa: E402
 from gateway.learning.tradeoff import judge, plot_tradeoff, references  # noqa: E402
 from routers.encoders import DEFAULT_ENCODER  # noqa: E402
 from routers.heads import Head, LinearHead  # noqa: E402
@@ -65,7 +65,10 @@ BERT_KIND = {  # make bench-train, 2026-12-03 (docs/benchmarks/training.md): APG
     "mmlu": (0.584, (0.543, 0.622)),
     "gsm8k": (0.510, (0.423, 0.594)),
 }
-Fit = Callable[[np.ndarray, np.ndarray], Head]
+Fit = Callable[[np.ndarray, np.ndarray, np.ndarray], Head]
+"""A head fitted on (vectors, the priced models' labels, all 29 models' labels): it predicts for
+the priced models only (a head fitted on all 29 is cut to them, as `routers.<name>.models`
+restricts a router trained on all 29)."""
 
 
 def log(message: str) -> None:
@@ -76,25 +79,39 @@ def candidates() -> dict[str, Fit]:
     """Every head tried: kNN over k and the prior, the joint linear head over its two
     strengths, and independent logistic regressions (`LinearHead.fit`) for reference."""
     found: dict[str, Fit] = {}
-    for k in (32, 64, 128, 256):
-        for prior in (4.0, 16.0):
+    # routers.heads.KnnHead uses at most sqrt(training prompts) neighbours (98 for 9,626).
+    for k in (16, 32, 64, 96):
+        for prior in (4.0, 16.0, 64.0):
             spec = HeadSpec("knn", k=k, prior_weight=prior)
-            found[f"knn k={k} prior={prior:g}"] = lambda v, y, s=spec: fit_head(s, v, y)
+            found[f"knn k={k} prior={prior:g}"] = lambda v, y, _, s=spec: fit_head(s, v, y)
     for shared, own in ((4.0, 1.0), (4.0, 0.25), (16.0, 1.0), (1.0, 0.25), (16.0, 4.0)):
         spec = HeadSpec("linear", c_shared=shared, c_own=own)
-        found[f"linear shared C={shared:g} own C={own:g}"] = lambda v, y, s=spec: fit_head(s, v, y)
+        name = f"linear shared C={shared:g} own C={own:g}"
+        found[name] = lambda v, y, _, s=spec: fit_head(s, v, y)
+        found[f"{name}, 29 models' labels"] = lambda v, _, y, s=spec: _cut(fit_head(s, v, y))
     for c in (0.3, 1.0):
-        found[f"independent logistic C={c:g}"] = lambda v, y, c=c: LinearHead.fit(v, y, c=c)
+        found[f"independent logistic C={c:g}"] = lambda v, y, _, c=c: LinearHead.fit(v, y, c=c)
     return found
 
 
-def validation_aiq(fit: Fit, vectors: np.ndarray, kept: Matrix, prices: np.ndarray) -> float:
+PRICED: list[int] = []
+"""The priced models' columns among all 29 (set by `mmlu_pro`)."""
+
+
+def _cut(head: Head) -> Head:
+    assert isinstance(head, LinearHead)
+    return LinearHead(head.weights[:, PRICED], head.bias[PRICED])
+
+
+def validation_aiq(
+    fit: Fit, vectors: np.ndarray, kept: Matrix, every: np.ndarray, prices: np.ndarray
+) -> float:
     """AIQ on a random fifth of the training side, fitted on the rest."""
-    val, train = split_matrix(kept, "random", 0.2, seed=1)
-    index = {t: i for i, t in enumerate(kept.texts)}
-    head = fit(vectors[[index[t] for t in train.texts]], train.labels)
-    val = val.complete()
-    predicted = head.predict(vectors[[index[t] for t in val.texts]])
+    val_rows, rows = split_rows(kept, "random", 0.2, seed=1)
+    head = fit(vectors[rows], kept.labels[rows], every[rows])
+    val_rows = [i for i in val_rows if not np.isnan(kept.labels[i]).any()]
+    val = kept.subset(val_rows)
+    predicted = head.predict(vectors[val_rows])
     return float(judge("v", predicted, val.labels, prices, rounds=1).figures["aiq"] or 0.0)
 
 
@@ -103,19 +120,22 @@ def mmlu_pro(folder: Path, split_by: str, out: dict[str, Any]) -> None:
     models = ",".join(prices_by_model)
     matrix = read_matrix([folder / "mmlu_pro_29.csv"], parse_models(models))
     prices = blended_prices(matrix.models, prices_by_model)
+    everyone = read_matrix([folder / "mmlu_pro_29.csv"], parse_models(",".join(all_models(folder))))
+    PRICED[:] = [everyone.models.index(m) for m in matrix.models]
+    assert everyone.texts == matrix.texts  # the same rows, in the same order
     vectors_all = embed(matrix.texts, DEFAULT_ENCODER)
-    row = {t: i for i, t in enumerate(matrix.texts)}
-    held, kept = split_matrix(matrix, split_by, 0.2, seed=0)
-    held = held.complete()
-    kept_vectors = vectors_all[[row[t] for t in kept.texts]]
-    held_vectors = vectors_all[[row[t] for t in held.texts]]
+    held_rows, kept_rows = split_rows(matrix, split_by, 0.2, seed=0)
+    held_rows = [i for i in held_rows if not np.isnan(matrix.labels[i]).any()]
+    held, kept = matrix.subset(held_rows), matrix.subset(kept_rows)
+    kept_every = everyone.labels[kept_rows]
+    kept_vectors, held_vectors = vectors_all[kept_rows], vectors_all[held_rows]
     log(f"MMLU-Pro by {split_by}: {len(kept.texts)} to train, {len(held.texts)} held out")
     refs = references(held.labels, prices, matrix.models)
     tried = {}
     for name, fit in candidates().items():
         started = time.perf_counter()
-        score = validation_aiq(fit, kept_vectors, kept, prices)
-        head = fit(kept_vectors, kept.labels)
+        score = validation_aiq(fit, kept_vectors, kept, kept_every, prices)
+        head = fit(kept_vectors, kept.labels, kept_every)
         held_report = judge(name, head.predict(held_vectors), held.labels, prices, rounds=200)
         tried[name] = {
             "validation_aiq": score,
@@ -127,7 +147,7 @@ def mmlu_pro(folder: Path, split_by: str, out: dict[str, Any]) -> None:
     chosen = max(tried, key=lambda n: tried[n]["validation_aiq"])
     reports = []
     for name in dict.fromkeys([chosen, default_name(), "knn k=64 prior=4"]):
-        head = candidates()[name](kept_vectors, kept.labels)
+        head = candidates()[name](kept_vectors, kept.labels, kept_every)
         reports.append(judge(name, head.predict(held_vectors), held.labels, prices))
     plot_tradeoff(reports, refs, CACHE / f"many_models_mmlu_pro_{split_by}.png")
     best = refs.best
@@ -150,6 +170,13 @@ def mmlu_pro(folder: Path, split_by: str, out: dict[str, Any]) -> None:
     }
 
 
+def all_models(folder: Path) -> list[str]:
+    """Every model column of mmlu_pro_29.csv (29), priced or not."""
+    with (folder / "mmlu_pro_29.csv").open(encoding="utf-8") as handle:
+        header = handle.readline().strip().split(",")
+    return [c for c in header if c not in ("question_id", "category", "src", "answer", "prompt")]
+
+
 def default_name() -> str:
     return f"linear shared C={DEFAULT.c_shared:g} own C={DEFAULT.c_own:g}"
 
@@ -167,14 +194,13 @@ def routellm(evals: Path, out: dict[str, Any]) -> None:
     )
     matrix = read_matrix(files, parse_models(f"{STRONG},{WEAK}"), exclude=excluded)
     vectors = embed(matrix.texts, DEFAULT_ENCODER)
-    row = {t: i for i, t in enumerate(matrix.texts)}
-    held, kept = split_matrix(matrix, "random", 0.2, seed=0)
-    kept_v = vectors[[row[t] for t in kept.texts]]
-    held_v = vectors[[row[t] for t in held.texts]]
+    held_rows, kept_rows = split_rows(matrix, "random", 0.2, seed=0)
+    held, kept = matrix.subset(held_rows), matrix.subset(kept_rows)
+    kept_v, held_v = vectors[kept_rows], vectors[held_rows]
     log(f"RouteLLM: {len(kept.texts)} to train, {len(held.texts)} held out")
     result: dict[str, Any] = {"trained": len(kept.texts)}
-    for name in (default_name(), "knn k=128 prior=16", "independent logistic C=1"):
-        predicted = candidates()[name](kept_v, kept.labels).predict(held_v)
+    for name in (default_name(), "knn k=96 prior=16", "independent logistic C=1"):
+        predicted = candidates()[name](kept_v, kept.labels, kept.labels).predict(held_v)
         for bench in ("mmlu", "gsm8k"):
             rows = [i for i, k in enumerate(held.keys) if ("domain" in k) == (bench == "mmlu")]
             labels = held.labels[rows]
@@ -199,7 +225,7 @@ def training_time(folder: Path, out: dict[str, Any]) -> None:
     read = time.perf_counter()
     fit_head(DEFAULT, vectors, rows.labels)
     fitted = time.perf_counter()
-    knn = HeadSpec("knn", k=128, prior_weight=16.0)
+    knn = HeadSpec("knn", k=96, prior_weight=16.0)
     fit_head(knn, vectors, rows.labels).predict(vectors[:2000])
     out["training_time"] = {
         "rows": 10_000,

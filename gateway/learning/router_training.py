@@ -33,7 +33,14 @@ from routers.encoders import DEFAULT_ENCODER
 from routers.heads import HEAD_FILE, Head
 from routers.manifest import Manifest, write_manifest
 
-__all__ = ["RouterTrainOptions", "Trained", "held_out_figures", "split_matrix", "train_router"]
+__all__ = [
+    "RouterTrainOptions",
+    "Trained",
+    "held_out_figures",
+    "split_matrix",
+    "split_rows",
+    "train_router",
+]
 
 CARD = "README.md"
 
@@ -61,14 +68,21 @@ class Trained:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def split_matrix(matrix: Matrix, key: str, holdout: float, seed: int) -> tuple[Matrix, Matrix]:
-    """(held out, kept) exactly as `train`'s split (`gateway.learning.train.split`): at random,
-    or whole groups of a key such as `category`, so `evaluate` can take the same side again."""
+def split_rows(matrix: Matrix, key: str, holdout: float, seed: int) -> tuple[list[int], list[int]]:
+    """(held-out rows, kept rows) exactly as `train`'s split (`gateway.learning.train.split`):
+    at random, or whole groups of a key such as `category`, so `evaluate` can take the same
+    side again."""
     # The split reads only each example's keys: stand-ins carry them, found again by identity.
     stand_ins = [Example(None, None, 0.0, 0.0, keys) for keys in matrix.keys]
     row = {id(e): i for i, e in enumerate(stand_ins)}
     held, kept = split(stand_ins, key, holdout, seed)
-    return matrix.subset([row[id(e)] for e in held]), matrix.subset([row[id(e)] for e in kept])
+    return [row[id(e)] for e in held], [row[id(e)] for e in kept]
+
+
+def split_matrix(matrix: Matrix, key: str, holdout: float, seed: int) -> tuple[Matrix, Matrix]:
+    """(held out, kept): `split_rows`' two sides."""
+    held, kept = split_rows(matrix, key, holdout, seed)
+    return matrix.subset(held), matrix.subset(kept)
 
 
 def held_out_figures(
