@@ -1,6 +1,6 @@
 """Routers with their own checkpoint (`routers.<name>.classifier`, `dtype` beside it) or their
 own trained directory (`routers.<name>.router`, `routers.registry`), or RouteLLM's MF router
-(`kind: mf`, and `router-mf-<t>` under `MF_ROUTER` when `ROUTELLM_MF_MODEL` is set): one
+(`kind: mf`, and `router-mf-<t>` under `MF_ROUTER` once `ROUTELLM_EMBEDDINGS_URL` is set): one
 classifier per distinct checkpoint and dtype (or directory), loaded once however many routers
 name it, each with its own batcher (weights memory-mapped on the ONNX path, as the gateway's
 own are).
@@ -14,6 +14,7 @@ own are).
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -25,6 +26,8 @@ from routers.embedding import RouterOptions
 from routers.manifest import RouterDirectoryError, read_manifest
 from routers.mf import DEFAULT_MF_MODEL, MFOptions, is_mf_checkpoint, open_mf
 from routers.registry import open_router
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["close_own", "forget", "mf_options", "open_mf_of", "open_own"]
 
@@ -48,14 +51,27 @@ async def open_own(
         for spec in settings.routers.values()
         if spec.classifier_kind == "mf"
     }
-    if settings.mf_model:
-        mf_sources[MF_ROUTER] = (settings.mf_model, None)
+    # `router-mf-<t>` scores with ROUTELLM_MF_MODEL, by default RouteLLM's own checkpoint
+    # once an embeddings API is set; only a checkpoint named explicitly must load.
+    if settings.mf_model or settings.embeddings is not None:
+        mf_sources[MF_ROUTER] = (settings.mf_model or DEFAULT_MF_MODEL, None)
     try:
         for name, (source, pair) in mf_sources.items():
             mf = mf_options(settings, pair)
             key = (source, f"mf {mf.strong} {mf.weak}")
             if key not in loaded:
-                loaded[key] = await open_mf(source, mf)
+                try:
+                    loaded[key] = await open_mf(source, mf)
+                except ClassifierUnavailable as exc:
+                    if name != MF_ROUTER or settings.mf_model:
+                        raise
+                    logger.warning(
+                        "router-mf-<t> is not served: RouteLLM's MF checkpoint %s could not be "
+                        "loaded (%s); set ROUTELLM_MF_MODEL to a local copy of it",
+                        source,
+                        exc,
+                    )
+                    continue
                 opened.append(loaded[key])
             own[name] = loaded[key]
         for spec in settings.routers.values():
@@ -108,12 +124,12 @@ def mf_options(settings: Settings, pair: tuple[str, str] | None = None) -> MFOpt
 
 async def open_mf_of(settings: Settings) -> Classifier:
     """`router-mf-<t>`'s MF router on its own (`calibrate --mf`)."""
-    if not settings.mf_model:
+    if settings.embeddings is None:
         raise ClassifierUnavailable(
-            "set ROUTELLM_MF_MODEL (e.g. routellm/mf_gpt4_augmented) and ROUTELLM_EMBEDDINGS_URL: "
-            "the MF router scores the prompts"
+            "set ROUTELLM_EMBEDDINGS_URL (and ROUTELLM_MF_MODEL for a checkpoint other than "
+            f"{DEFAULT_MF_MODEL}): the MF router scores the prompts"
         )
-    return await open_mf(settings.mf_model, mf_options(settings))
+    return await open_mf(settings.mf_model or DEFAULT_MF_MODEL, mf_options(settings))
 
 
 def check_models(spec: RouterSpec) -> None:

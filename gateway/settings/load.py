@@ -164,8 +164,9 @@ class Settings:
     `remote:` encoder embed prompts with, called as `<url>/embeddings`. Unset: none."""
     mf_model: str | None = None
     """`ROUTELLM_MF_MODEL`: RouteLLM's MF checkpoint (a hub id or directory) that `router-mf-<t>`
-    scores with, and routers of `kind: mf` without `classifier:`; unset: `router-mf-<t>` is not
-    served, and those routers use routellm/mf_gpt4_augmented."""
+    scores with, and routers of `kind: mf` without `classifier:`; unset: routellm/mf_gpt4_augmented
+    (`router-mf-<t>` is then served once `ROUTELLM_EMBEDDINGS_URL` is set and it loads; start-up
+    only fails on a checkpoint named here)."""
     mf_pair: tuple[str, str] = DEFAULT_PAIR
     """`ROUTELLM_MF_PAIR`: `strong,weak`, the two of the MF router's 64 models whose win rate it
     predicts, for `router-mf-<t>` and routers of `kind: mf` without `mf_pair:`; default

@@ -17,6 +17,7 @@ import httpx
 import numpy as np
 import pytest
 import yaml
+from huggingface_hub import constants
 from hypothesis import given
 from hypothesis import strategies as st
 from playwright.sync_api import sync_playwright
@@ -177,8 +178,11 @@ def test_a_reload_swaps_the_router_directory_without_a_restart(
 
 
 def test_a_router_that_cannot_embed_sends_its_requests_to_the_fallback(
-    tmp_path: Path, upstream: tuple[FakeUpstream, str]
+    tmp_path: Path, upstream: tuple[FakeUpstream, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # With an embeddings API set, `router-mf-<t>` tries RouteLLM's default MF checkpoint from
+    # the hub; offline it is not served, and the gateway starts all the same.
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     directory = tmp_path / "remote-router"
     directory.mkdir()
     head = KnnHead(np.eye(4, dtype=np.float32), np.eye(4, dtype=np.float32))
@@ -196,7 +200,10 @@ def test_a_router_that_cannot_embed_sends_its_requests_to_the_fallback(
             json={"model": "team", "messages": [{"role": "user", "content": MATHS}]},
             timeout=30,
         )
+        mf = route(url, MATHS, "router-mf-0.5")
     assert (decided["model"], decided["reason"]) == ("delta", "classifier_error")
+    assert mf.status_code == 400
+    assert "ROUTELLM_MF_MODEL" in mf.json()["error"]["message"]
     assert answer.status_code == 200
     assert answer.headers["x-routellm-model"] == "delta"
 
