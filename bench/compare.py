@@ -18,6 +18,9 @@ minutes, once). Then every server starts as its own process on 127.0.0.1:
   ONNX Runtime float32 and a kNN head over 10,000 prompts' vectors (bench/.cache/embedding-router,
   built here: random unit vectors and labels, so its choices mean nothing, but each decision
   costs what a 10,000-row router's does); classifier cache off as well;
+- this gateway serving `router-mf-0.5`, RouteLLM's MF router on a checkpoint of its real size
+  (random weights, bench/.cache/mf-routellm-size), embedding with a fake OpenAI-compatible
+  embeddings API that answers every call after a fixed `--embed-latency-ms` (50 ms);
 - RouteLLM's `routellm.openai_server` with its BERT router on the same checkpoint, calling the
   fake upstream through its own litellm;
 - LiteLLM's proxy, serving the fake upstream's model.
@@ -208,7 +211,48 @@ def start_embedding_gateway(tmp: Path, upstream: str) -> Server:
     return server
 
 
-def start_all(tmp: Path, which: set[str], student: Path) -> dict[str, Server]:
+def start_mf_gateway(tmp: Path, upstream: str, latency_ms: float) -> list[Server]:
+    """The fake embeddings API and this gateway serving `router-mf-0.5` (bench/mf_bench.py's
+    checkpoint and fake); the gateway is the last server."""
+    from bench.mf_bench import MF_CHECKPOINT
+    from tests.routers.fake_embeddings import write_mf_checkpoint
+
+    if not (MF_CHECKPOINT / "config.json").exists():
+        write_mf_checkpoint(MF_CHECKPOINT)
+    port = free_port()
+    mf_bench = str(ROOT / "bench" / "mf_bench.py")
+    embeddings = start(
+        "embeddings",
+        [sys.executable, mf_bench, "--serve-embeddings", str(port), str(latency_ms / 1000)],
+        port,
+        "/v1/models",
+        {},
+        tmp,
+    )
+    port = free_port()
+    gateway = start(
+        "gateway-mf",
+        [str(ROOT / ".venv/bin/routellm-gateway"), "--port", str(port)],
+        port,
+        "/health",
+        {
+            "ROUTELLM_CONFIG": str(gateway_config(tmp / "mf.yaml", upstream)),
+            "ROUTELLM_BERT_MODEL": str(CHECKPOINT),
+            "ROUTELLM_BERT_CACHE_DIR": str(ONNX_CACHE),
+            "ROUTELLM_MF_MODEL": str(MF_CHECKPOINT),
+            "ROUTELLM_EMBEDDINGS_URL": f"{embeddings.url}/v1",
+            "ROUTELLM_LEDGER": "off",
+        },
+        tmp,
+    )
+    gateway.routed_model = "router-mf-0.5"
+    gateway.name = f"gateway router-mf (embeddings {latency_ms:g} ms)"
+    return [embeddings, gateway]
+
+
+def start_all(
+    tmp: Path, which: set[str], student: Path, embed_latency_ms: float = 50.0
+) -> dict[str, Server]:
     import yaml
 
     servers: dict[str, Server] = {}
@@ -260,6 +304,9 @@ def start_all(tmp: Path, which: set[str], student: Path) -> dict[str, Server]:
         servers[name].name = f"{kind} {chosen['dtype']} ({chosen['runtime']})"
     if "gateway-embedding" in which:
         servers["gateway-embedding"] = start_embedding_gateway(tmp, upstream)
+    if "gateway-mf" in which:
+        embeddings, servers["gateway-mf"] = start_mf_gateway(tmp, upstream, embed_latency_ms)
+        servers["embeddings"] = embeddings
     if "routellm" in which:
         (tmp / "routellm.yaml").write_text(
             yaml.safe_dump({"bert": {"checkpoint_path": str(CHECKPOINT)}})
@@ -439,9 +486,16 @@ def main() -> int:
     parser.add_argument("--run-timeout", type=float, default=120.0, help="seconds per run, at most")
     parser.add_argument(
         "--systems",
-        default="gateway-float32,gateway-auto,gateway-student,gateway-embedding,routellm,litellm",
+        default="gateway-float32,gateway-auto,gateway-student,gateway-embedding,gateway-mf,"
+        "routellm,litellm",
         help="which of gateway-float32, gateway-auto, gateway-student, gateway-embedding, "
-        "routellm, litellm to start (gateway-student only when --student exists)",
+        "gateway-mf, routellm, litellm to start (gateway-student only when --student exists)",
+    )
+    parser.add_argument(
+        "--embed-latency-ms",
+        type=float,
+        default=50.0,
+        help="gateway-mf: the fake embeddings API's fixed latency per call",
     )
     parser.add_argument(
         "--student",
@@ -475,13 +529,14 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="bench-compare-"))
     servers: dict[str, Server] = {}
     try:
-        servers = start_all(tmp, which, args.student)
+        servers = start_all(tmp, which, args.student, args.embed_latency_ms)
         routed_names = [
             "routellm",
             "gateway-float32",
             "gateway-auto",
             "gateway-student",
             "gateway-embedding",
+            "gateway-mf",
         ]
         for name in routed_names:  # first passes pick kernels: not on the clock
             if name in servers:
@@ -550,6 +605,13 @@ def main() -> int:
             find(r16, "Route"),
             "rate",
             "≥ 10×",
+        ),
+        (
+            "routed x16, router-mf / RouteLLM, req/s",
+            find(r16, "gateway router-mf"),
+            find(r16, "Route"),
+            "rate",
+            "",
         ),
         (f"routed x1, {f32} / RouteLLM, p50", find(r1, f32), find(r1, "Route"), "p50", ""),
         (
