@@ -2,9 +2,9 @@
 
 Callers `await batcher.submit(texts)` from any event loop. Each text that the LRU cache cannot
 answer is queued with an asyncio future; one worker thread (never the event loop) drains the
-queue for at most `max_wait_ms` or until `batch_size` distinct texts, sorts them by length into
-groups so padding stays small (token counts from the optional `lengths` callable, else
-characters), runs one blocking `predict` per group and resolves each future
+queue for at most `max_wait_ms` or until `batch_size` distinct texts, splits them into forward
+passes by `plan_passes` (least padded work; token counts from the optional `lengths` callable,
+else characters), runs one blocking `predict` per pass and resolves each future
 with `loop.call_soon_threadsafe`. Identical texts waiting together share one computation, and a
 text answered while it waited in the queue is taken from the cache instead of recomputed.
 
@@ -32,16 +32,18 @@ logger = logging.getLogger(__name__)
 Predict = Callable[[list[str]], list[Scores]]
 Lengths = Callable[[list[str]], list[int]]
 
-# Attention is quadratic in the padded length, so a group is split when its next text is this
-# many times longer than its shortest; measured on a base-size model over mixed prompts, 1.4x
-# beat both tighter groups (more passes) and 2x (more padding).
-_GROUP_RATIO = 1.4
-# ... but short texts are never split for this: every pass reads all the weights once, which
-# costs more than padding a few tokens.
-_GROUP_SLACK_TOKENS = 16
+# The cost model of a forward pass on CPU, in tokens: every pass costs a fixed overhead (reading
+# all the weights once, launching every kernel) of about `_PASS_COST_TOKENS` real tokens, then
+# rows x longest row, padding included. Measured on a base-size model (2-core AVX-512 EPYC,
+# ONNX Runtime float32 and int8): compute per token barely falls past 2-4 rows, so a padded
+# token costs what a real one does, and a short text batched with a long one can cost more than
+# the pass it saved.
+_PASS_COST_TOKENS = 16
+# ... and a pass over this many padded tokens is no cheaper per token, but keeps every caller in
+# it waiting for all of it (and int8 grew slower per token past it).
+_MAX_PASS_TOKENS = 256
 # Without token counts, characters stand in (about four per token in English).
-_GROUP_RATIO_CHARS = 2.0
-_GROUP_SLACK_CHARS = 64
+_CHARS_PER_TOKEN = 4
 _JOIN_TIMEOUT_S = 30.0
 
 
@@ -50,7 +52,7 @@ class BatcherStats:
     """Counters for tests and `/metrics`. Written by the worker thread; read them as a snapshot."""
 
     forward_passes: int = 0
-    """Calls to `predict` (one per length group)."""
+    """Calls to `predict` (one per forward pass `plan_passes` planned)."""
     batch_sizes: list[int] = field(default_factory=list)
     """Texts in each forward pass, in order (the last 10,000 passes)."""
     cache_hits: int = 0
@@ -227,14 +229,18 @@ class MicroBatcher:
     def _group(self, texts: list[str]) -> list[list[str]]:
         if len(texts) < 2:
             return [texts] if texts else []
+        sizes, unit = [len(t) for t in texts], _CHARS_PER_TOKEN
         if self._lengths is not None:
             try:
-                sizes = self._lengths(texts)
-                if len(sizes) == len(texts):
-                    return _groups(texts, sizes, ratio=_GROUP_RATIO, slack=_GROUP_SLACK_TOKENS)
+                counted = self._lengths(texts)
+                if len(counted) == len(texts):
+                    sizes, unit = list(counted), 1
             except Exception:  # grouping is an optimisation: predict reports real errors
                 logger.debug("token lengths failed; grouping by characters", exc_info=True)
-        return _groups(texts)
+        passes = plan_passes(
+            sizes, pass_cost=_PASS_COST_TOKENS * unit, max_tokens=_MAX_PASS_TOKENS * unit
+        )
+        return [[texts[i] for i in indices] for indices in passes]
 
     def _run_group(self, group: list[str], waiters: dict[str, list[_Item]]) -> None:
         try:
@@ -268,28 +274,42 @@ class MicroBatcher:
             del sizes[:5_000]
 
 
-def _groups(
-    texts: list[str],
-    sizes: Sequence[int] | None = None,
-    *,
-    ratio: float = _GROUP_RATIO_CHARS,
-    slack: int = _GROUP_SLACK_CHARS,
-) -> list[list[str]]:
-    """Split texts into runs of similar size (`sizes`, default characters) so each forward
-    pass pads little: a text joins the current run unless it is over `ratio` times (and over
-    `slack` units more than) the run's shortest."""
-    lengths = list(sizes) if sizes is not None else [len(t) for t in texts]
-    order = sorted(range(len(texts)), key=lengths.__getitem__)
-    groups: list[list[str]] = []
-    head = 0
-    for i in order:
-        size = lengths[i]
-        if groups and size <= max(head * ratio, head + slack):
-            groups[-1].append(texts[i])
-            continue
-        groups.append([texts[i]])
-        head = size
-    return groups
+def plan_passes(sizes: Sequence[int], *, pass_cost: int, max_tokens: int) -> list[list[int]]:
+    """The forward passes to run for texts of `sizes` tokens, as lists of indices into `sizes`:
+    the split that costs least when a pass costs `pass_cost` plus its rows times its longest row,
+    with no pass over `max_tokens` padded tokens unless it holds a single text.
+
+    Shorter passes come first. Only runs of neighbours in length order can be optimal, so this
+    is an exact dynamic programme over the sorted sizes: O(n^2) for n texts, a few thousand
+    steps for a batch of 16."""
+    order = sorted(range(len(sizes)), key=sizes.__getitem__)
+    ordered = [sizes[i] for i in order]
+    # best[j]: least cost of the first j texts; start[j]: where the last pass of that begins.
+    best = [0.0] + [float("inf")] * len(ordered)
+    start = [0] * (len(ordered) + 1)
+    for j in range(1, len(ordered) + 1):
+        longest = ordered[j - 1]
+        for i in range(j - 1, -1, -1):
+            rows = j - i
+            if rows > 1 and rows * longest > max_tokens:
+                break  # longer runs ending at j only pad more
+            cost = best[i] + pass_cost + rows * longest
+            if cost < best[j]:
+                best[j], start[j] = cost, i
+    passes: list[list[int]] = []
+    j = len(ordered)
+    while j > 0:
+        passes.append(order[start[j] : j])
+        j = start[j]
+    return passes[::-1]
+
+
+def padding_waste(sizes: Sequence[int], passes: Sequence[Sequence[int]]) -> float:
+    """The share of the padded tokens of `passes` (lists of indices into `sizes`) that are
+    padding: 0 when every pass holds texts of one length."""
+    padded = sum(len(p) * max(sizes[i] for i in p) for p in passes if p)
+    real = sum(sizes[i] for p in passes for i in p)
+    return 1 - real / padded if padded else 0.0
 
 
 def _digest(text: str) -> bytes:
