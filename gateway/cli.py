@@ -16,6 +16,7 @@ from classifier.base import ClassifierError
 from classifier.logs import configure_logging, logging_config
 from classifier.settings import SettingsError
 from gateway.settings.load import Settings, load_settings
+from routers.mf import DEFAULT_MF_MODEL
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -132,6 +133,12 @@ def calibrate_main(argv: Sequence[str]) -> int:
     target.add_argument(
         "--quality-share", type=float, help="share of the strongest model's quality to keep"
     )
+    many.add_argument(
+        "--router-name",
+        metavar="NAME",
+        help="with --from-ledger: a configured many-model router; print the cost_weight meeting "
+        "--cost-share or --quality-share on the predictions its decisions recorded",
+    )
     many.add_argument("--holdout", type=float, default=0.0, help="train's held-out share (all)")
     many.add_argument("--split-by", default="random", help="train's --split-by (random)")
     many.add_argument("--seed", type=int, default=0, help="train's --seed (0)")
@@ -151,6 +158,8 @@ def calibrate_main(argv: Sequence[str]) -> int:
     if not 0.0 <= ns.strong_share <= 1.0:
         print("routellm-gateway calibrate: --strong-share must be between 0 and 1", file=sys.stderr)
         return 2
+    if ns.from_ledger and ns.router_name is not None:
+        return _weight_from_ledger(ns)
     if ns.from_ledger:
         return _calibrate_from_ledger(ns.config, ns.since, ns.strong_share)
     try:
@@ -164,7 +173,9 @@ def calibrate_main(argv: Sequence[str]) -> int:
         return 2
     print(f"{threshold:.5f}")
     checkpoint = (
-        settings.mf_model if ns.mf else settings.classifier.url or settings.classifier.model
+        (settings.mf_model or DEFAULT_MF_MODEL)
+        if ns.mf
+        else settings.classifier.url or settings.classifier.model
     )
     print(
         f"# {len(prompts)} prompts; use model 'router-{'mf' if ns.mf else 'bert'}-{threshold:.5f}' "
@@ -276,6 +287,36 @@ def _calibrate_from_ledger(config: str | None, since_text: str | None, share: fl
         saved = "-" if item["saved_share"] is None else f"{item['saved_share']:.0%}"
         strong = "-" if item["strong_share"] is None else f"{item['strong_share']:.0%}"
         print(f"  {item['threshold']:>9.3f}  {strong:>7}  {cost:>10}  {saved:>6}")
+    return 0
+
+
+def _weight_from_ledger(ns: argparse.Namespace) -> int:
+    """`calibrate --from-ledger --router-name NAME (--cost-share S | --quality-share Q)`."""
+    from gateway.learning.recorded import weight_from_ledger
+    from gateway.ledger.reports import parse_since
+
+    try:
+        if (ns.cost_share is None) == (ns.quality_share is None):
+            raise SettingsError("--router-name needs one of --cost-share or --quality-share")
+        settings = load_settings(os.environ, ns.config)
+        found, models, count = weight_from_ledger(
+            settings,
+            ns.router_name,
+            parse_since(ns.since),
+            cost_share=ns.cost_share,
+            quality_share=ns.quality_share,
+        )
+    except (SettingsError, ValueError, OSError) as exc:
+        print(f"routellm-gateway calibrate: {exc}", file=sys.stderr)
+        return 2
+    print(f"{found.cost_weight:.5g}")
+    print(
+        f"# {count} decisions of {ns.router_name!r} in the ledger; at cost_weight "
+        f"{found.cost_weight:.5g}: mean cost {found.cost_share:.1%} of "
+        f"{models[found.strongest]}'s price, {found.quality_share:.1%} of its predicted quality; "
+        f"use model 'router-{ns.router_name}-{found.cost_weight:.5g}'",
+        file=sys.stderr,
+    )
     return 0
 
 

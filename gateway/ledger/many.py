@@ -3,6 +3,7 @@ per model how often it was chosen and its mean predicted quality over every deci
 not). The dashboard's "Many-model routers" panel draws it.
 
     many_models_report(rows)   # rows: (router, model, scores, cost_weight) of weighed decisions
+    recorded_scores(ledger, "smart", since)   # each weighed decision's predicted qualities
 """
 
 from __future__ import annotations
@@ -62,3 +63,16 @@ def many_models_report(
             },
         }
     return {"routers": report}
+
+
+def recorded_scores(ledger: Ledger, router: str, since: float | None) -> list[dict[str, float]]:
+    """The predicted quality per model of each weighed decision `router` made at or after
+    `since`, newest first (blocking): what `calibrate --from-ledger --router-name` replays."""
+    ledger.ensure_schema()
+    c = decisions.c
+    query = sa.select(c.scores).where(c.cost_weight.is_not(None), c.router == router)
+    if since is not None:
+        query = query.where(c.created >= since)
+    query = query.order_by(c.created.desc()).limit(ROWS)
+    with ledger.engine.connect() as conn:
+        return [dict(scores) for (scores,) in conn.execute(query) if scores]

@@ -24,6 +24,7 @@ from playwright.sync_api import sync_playwright
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.app import create_app
+from gateway.cli import main
 from gateway.routing.weighing import choose
 from gateway.settings.load import SettingsError, load_settings
 from routers.heads import HEAD_FILE, KnnHead
@@ -372,3 +373,40 @@ def test_a_many_model_router_can_shadow_another(
     assert answer.headers["x-routellm-model"] == "alpha"
     assert (row["model"], row["candidate_model"]) == ("alpha", "delta")
     assert row["candidate_score"] == pytest.approx(row["scores"]["delta"], abs=0.2)
+
+
+def test_calibrate_finds_the_weight_from_the_ledgers_recorded_predictions(
+    tmp_path: Path,
+    upstream: tuple[FakeUpstream, str],
+    planted_router: Callable[[str], Path],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = write(tmp_path / "gateway.yaml", upstream[1], planted_router("knn"))
+    ledger = tmp_path / "ledger.sqlite3"
+    env = {"ROUTELLM_LEDGER": str(ledger)}
+    app = create_app(load_settings(env, str(config)), classifier=ScriptedClassifier())
+    with serve(app) as url:
+        for text in (MATHS, LAW, "Evaluate the limit of sin(x)/x", "Define tort law"):
+            body = {"model": "team", "messages": [{"role": "user", "content": text}]}
+            assert httpx.post(f"{url}/v1/chat/completions", json=body).status_code == 200
+        settled(url, 4)
+    monkeypatch.setenv("ROUTELLM_LEDGER", str(ledger))
+
+    def calibrate(*args: str) -> tuple[int, str, str]:
+        code = main(["calibrate", "--from-ledger", "--config", str(config), *args])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    code, out, err = calibrate("--router-name", "team", "--cost-share", "0.05")
+    assert code == 0, err
+    cheap = float(out)
+    assert cheap > 0
+    assert "4 decisions of 'team'" in err
+    assert calibrate("--router-name", "team", "--cost-share", "1")[1].strip() == "0"
+    loose = float(calibrate("--router-name", "team", "--quality-share", "0")[1])
+    strict = float(calibrate("--router-name", "team", "--quality-share", "0.99")[1])
+    assert loose > strict >= 0  # keeping less quality allows a heavier weight on price
+    code, _, err = calibrate("--router-name", "nobody", "--cost-share", "0.5")
+    assert code == 2
+    assert "'nobody' is not a many-model router of this config: use one of team" in err
