@@ -126,8 +126,7 @@ def train_many_main(argv: Sequence[str]) -> int:
     parser.add_argument(
         "--prior-weight",
         type=float,
-        default=DEFAULT.prior_weight,
-        help=f"knn: pseudo-neighbours at the model's mean ({DEFAULT.prior_weight})",
+        help="knn: pseudo-neighbours at each model's mean (default: 2/3 of the neighbours used)",
     )
     parser.add_argument(
         "--c-shared",

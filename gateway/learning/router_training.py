@@ -141,7 +141,7 @@ def train_router(kept: Matrix, held: Matrix, options: RouterTrainOptions) -> Tra
         "data": [list(f) for f in kept.files],
         "columns": dict(zip(kept.models, options.columns or kept.models, strict=True)),
         "split": {"by": options.split, "holdout": options.holdout, "seed": options.seed},
-        "head": options.head.describe(),
+        "head": options.head.describe(head),
         "seconds": seconds,
         "held_out": figures,
     }
