@@ -22,6 +22,10 @@ beside RouteLLM's published ones.
    change in P(LABEL_0), and prompts/s at 1 and 16 callers (float32, int8) against the teacher.
    The student is written to bench/.cache/student, which `make bench-compare` serves beside
    RouteLLM's server.
+3. **Distil the MiniLM router** from step 1 (or `--teacher DIR`) with `distil`'s defaults (half
+   its layers, its epochs, learning rate, loss and `max_length`) on `--minilm-prompts`
+   benchmark prompts: the same figures and the time it took, the student in
+   bench/.cache/minilm-student.
 
 Prints the figures and writes them to bench/.cache/train_real.json. CPU only, ~30-40 min on 2
 cores (training ~70 %).
@@ -78,9 +82,9 @@ def minilm() -> Path:
 
 
 def train_router(evals: Path, out: Path, args: argparse.Namespace) -> dict[str, Any]:
-    from gateway.quality.examples import read_all, read_excluded
-    from gateway.quality.fitting import FitOptions
-    from gateway.quality.train import TrainOptions, split, train
+    from gateway.learning.examples import read_all, read_excluded
+    from gateway.learning.fitting import FitOptions
+    from gateway.learning.train import TrainOptions, split, train
 
     mmlu = sorted((evals / "mmlu" / "responses").glob("mmlu_*.csv"))
     gsm8k = evals / "gsm8k" / "gsm8k_responses.csv"
@@ -140,8 +144,8 @@ async def evaluate(
 ) -> dict[str, Any]:
     from classifier.local import LocalClassifier
     from classifier.settings import ClassifierSettings
-    from gateway.quality.evaluate import evaluate as run
-    from gateway.quality.evaluate import to_json
+    from gateway.learning.evaluate import evaluate as run
+    from gateway.learning.evaluate import to_json
 
     settings = ClassifierSettings(
         model=str(out), dtype="float32", device="cpu", max_length=max_length, cache_size=0
@@ -159,17 +163,11 @@ async def evaluate(
 
 def distil_base(evals: Path, out: Path, args: argparse.Namespace) -> dict[str, Any]:
     from bench.classifier_bench import ensure_checkpoints
-    from gateway.quality.distil import DistilOptions, distil
-    from gateway.quality.examples import read_prompts
-    from gateway.quality.fitting import FitOptions
+    from gateway.learning.distil import DistilOptions, distil
+    from gateway.learning.fitting import FitOptions
 
     teacher = ensure_checkpoints()
-    files = sorted((evals / "mmlu" / "responses").glob("mmlu_*.csv"))
-    prompts = [
-        p for f in [*files, evals / "gsm8k" / "gsm8k_responses.csv"] for p in read_prompts(f)
-    ]
-    step = max(1, len(prompts) // args.distil_prompts)
-    prompts = prompts[::step][: args.distil_prompts]
+    prompts = spread_prompts(evals, args.distil_prompts)
     options = DistilOptions(
         out=out,
         layers=args.layers,
@@ -185,8 +183,24 @@ def distil_base(evals: Path, out: Path, args: argparse.Namespace) -> dict[str, A
     )
     started = time.monotonic()
     result = distil(str(teacher), prompts, options)
+    return summary(str(teacher), prompts, result, time.monotonic() - started)
+
+
+def spread_prompts(evals: Path, count: int) -> list[str]:
+    """`count` MMLU and GSM8K prompts, without their labels, spread over every file."""
+    from gateway.learning.examples import read_prompts
+
+    files = sorted((evals / "mmlu" / "responses").glob("mmlu_*.csv"))
+    prompts = [
+        p for f in [*files, evals / "gsm8k" / "gsm8k_responses.csv"] for p in read_prompts(f)
+    ]
+    step = max(1, len(prompts) // count)
+    return prompts[::step][:count]
+
+
+def summary(teacher: str, prompts: list[str], result: Any, seconds: float) -> dict[str, Any]:
     return {
-        "teacher": str(teacher),
+        "teacher": teacher,
         "prompts": len(prompts),
         "student_layers": result.student_layers,
         "teacher_layers": result.teacher_layers,
@@ -195,8 +209,19 @@ def distil_base(evals: Path, out: Path, args: argparse.Namespace) -> dict[str, A
         "max_delta": result.max_delta,
         "speed": result.speed,
         "fit_epochs": result.fitted.epochs_run,
-        "seconds": round(time.monotonic() - started),
+        "seconds": round(seconds),
     }
+
+
+def distil_minilm(
+    evals: Path, teacher: Path, out: Path, args: argparse.Namespace
+) -> dict[str, Any]:
+    from gateway.learning.distil import DistilOptions, distil
+
+    prompts = spread_prompts(evals, args.minilm_prompts)
+    started = time.monotonic()
+    result = distil(str(teacher), prompts, DistilOptions(out=out, speed_prompts=args.speed_prompts))
+    return summary(str(teacher), prompts, result, time.monotonic() - started)
 
 
 def pct(value: float | None) -> str:
@@ -225,21 +250,30 @@ def report(figures: dict[str, Any]) -> None:
                 print(f"{'':<8} {'RouteLLM ' + name + ' (published)':<28} {apgr:>6.3f}"
                       f"{'':>13}{cpt50:>7.1%}{'':>16}{cpt80:>7.1%}")  # fmt: skip
             print(f"{'':<8} {'random':<28} {0.5:>6.3f}{'':>13}{0.5:>7.1%}{'':>16}{0.8:>7.1%}")
-    if "distil" in figures:
-        d = figures["distil"]
+    for key, title in (
+        ("distil", "base-size router, random weights"),
+        ("distil_minilm", "MiniLM router, distil's defaults"),
+    ):
+        if key in figures:
+            report_student(title, figures[key])
+
+
+def report_student(title: str, d: dict[str, Any]) -> None:
+    print(
+        f"\nstudent of the {title}: {d['student_layers']} of {d['teacher_layers']} layers, "
+        f"{d['prompts']} prompts ({d['held_out']} held out), {d['fit_epochs']:g} epochs, "
+        f"{d['seconds']} s"
+    )
+    calibrated = [d["agreement"][f"calibrated_{share}"] for share in ("0.25", "0.5", "0.75")]
+    for share, own in zip(("0.25", "0.5", "0.75"), calibrated, strict=True):
         print(
-            f"\nstudent: {d['student_layers']} of {d['teacher_layers']} layers, "
-            f"{d['prompts']} prompts ({d['held_out']} held out), {d['seconds']} s"
+            f"agreement at {float(share):.0%} strong: {own:.1%} (own thresholds), "
+            f"{d['agreement'][f'same_{share}']:.1%} (teacher's)"
         )
-        for share in ("0.25", "0.5", "0.75"):
-            print(
-                f"agreement at {float(share):.0%} strong: "
-                f"{d['agreement'][f'calibrated_{share}']:.1%} (own thresholds), "
-                f"{d['agreement'][f'same_{share}']:.1%} (teacher's)"
-            )
-        print(f"largest change in P(LABEL_0): {d['max_delta']:.4f}")
-        for key, value in d["speed"].items():
-            print(f"{key}: {value:.2f}{'x' if key.startswith('ratio') else ' prompts/s'}")
+    print(f"mean agreement (own thresholds): {sum(calibrated) / len(calibrated):.1%}")
+    print(f"largest change in P(LABEL_0): {d['max_delta']:.4f}")
+    for key, value in d["speed"].items():
+        print(f"{key}: {value:.2f}{'x' if key.startswith('ratio') else ' prompts/s'}")
 
 
 def main() -> int:
@@ -252,7 +286,13 @@ def main() -> int:
     parser.add_argument("--distil-prompts", type=int, default=1200)
     parser.add_argument("--distil-epochs", type=float, default=1.0)
     parser.add_argument("--speed-prompts", type=int, default=192)
-    parser.add_argument("--skip", choices=("train", "distil"), action="append", default=[])
+    parser.add_argument("--minilm-prompts", type=int, default=3000, help="step 3's prompts")
+    parser.add_argument(
+        "--teacher", type=Path, default=CACHE / "minilm-router", help="step 3's teacher"
+    )
+    parser.add_argument(
+        "--skip", choices=("train", "distil", "distil-minilm"), action="append", default=[]
+    )
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("ROUTELLM_BERT_CACHE_DIR", str(CACHE / "onnx"))
@@ -265,6 +305,11 @@ def main() -> int:
         path.write_text(json.dumps(figures, indent=2))
     if "distil" not in args.skip:
         figures["distil"] = distil_base(args.evals, CACHE / "student", args)
+        path.write_text(json.dumps(figures, indent=2))
+    if "distil-minilm" not in args.skip:
+        figures["distil_minilm"] = distil_minilm(
+            args.evals, args.teacher, CACHE / "minilm-student", args
+        )
         path.write_text(json.dumps(figures, indent=2))
     report(figures)
     return 0

@@ -6,10 +6,10 @@ probabilities on unlabelled prompts, and how closely and how much faster it does
 
 The student is built from the teacher's own layers (as DistilBERT was: its embeddings, kept
 frozen, every k-th encoder layer and its head, so it keeps the teacher's tokenizer and
-languages), or from
-another base (`base=`), with its own tokenizer. It learns the teacher's probabilities (soft
-cross-entropy) with early stopping on held-out prompts, then is compared with the teacher on
-those held-out prompts:
+languages), or from another base (`base=`), with its own tokenizer. It learns the teacher's
+decisions (`decision_loss`: the squared error of the logit of P(LABEL_0), whose ranks are the
+router's decisions, plus the cross-entropy of the three probabilities) with early stopping on
+held-out prompts, then is compared with the teacher on those held-out prompts:
 
 - decision agreement at the thresholds that send 25/50/75 % of prompts to the strong model
   (each model at its own such threshold, as a user calibrating each would), and at the
@@ -37,7 +37,15 @@ from classifier.settings import ClassifierSettings, SettingsError
 from gateway.learning.fitting import FitOptions, FitResult, fit, probabilities, resolve_device
 from gateway.learning.train import load_base
 
-__all__ = ["DistilOptions", "DistilResult", "distil", "from_teacher", "speed"]
+__all__ = [
+    "DistilOptions",
+    "DistilResult",
+    "by_length",
+    "decision_loss",
+    "distil",
+    "from_teacher",
+    "speed",
+]
 
 SHARES = (0.25, 0.5, 0.75)
 CALLERS = (1, 16)
@@ -98,6 +106,35 @@ def from_teacher(teacher: Any, layers: int | None) -> tuple[Any, list[int]]:
     return student, keep
 
 
+def decision_loss(logits: Any, targets: Any) -> Any:
+    """The student's loss against the teacher's log-probabilities: the squared error of the
+    decision's own logit, log P(LABEL_0) / (1 − P(LABEL_0)), plus the cross-entropy of the three
+    probabilities."""
+    import torch
+
+    log_p = torch.log_softmax(logits, dim=-1)
+
+    def decision(log_q: Any) -> Any:
+        return log_q[:, 0] - torch.logsumexp(log_q[:, 1:], dim=-1)
+
+    # A router's decisions are ranks of P(LABEL_0); where the teacher's probabilities crowd
+    # together (a quarter of them within 0.01), cross-entropy's gradient, P(student) − P(teacher),
+    # all but vanishes, while the logit's error does not.
+    squared = (decision(log_p) - decision(targets)) ** 2
+    cross_entropy = -(targets.exp() * log_p).sum(dim=-1)
+    return (squared + cross_entropy).mean()
+
+
+def by_length(model: Any, tokenizer: Any, texts: Sequence[str], max_length: int) -> np.ndarray:
+    """`probabilities` of `texts` in their order, computed in batches of like lengths (each
+    batch is padded to its longest text)."""
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    sorted_p = probabilities(model, tokenizer, [texts[i] for i in order], max_length)
+    out = np.empty_like(sorted_p)
+    out[order] = sorted_p
+    return out
+
+
 def agreement(teacher: np.ndarray, student: np.ndarray) -> dict[str, float]:
     out = {}
     for share in SHARES:
@@ -121,7 +158,7 @@ def distil(teacher_dir: str, prompts: Sequence[str], options: DistilOptions) -> 
     order = [prompts[i] for i in np.random.default_rng(options.fit.seed).permutation(len(prompts))]
     cut = max(1, round(len(order) * options.holdout))
     held, kept = order[:cut], order[cut:]
-    targets = probabilities(teacher, teacher_tokenizer, order, options.fit.max_length)
+    targets = by_length(teacher, teacher_tokenizer, order, options.fit.max_length)
     teacher_layers = int(teacher.config.num_hidden_layers)
     if options.base is not None:
         student, tokenizer = load_base(options.base)
@@ -131,19 +168,23 @@ def distil(teacher_dir: str, prompts: Sequence[str], options: DistilOptions) -> 
     del teacher
     student.to(device)
 
+    log_targets = np.log(np.maximum(targets, np.finfo(np.float32).tiny))
+
     def rows(texts: Sequence[str], offset: int) -> list[dict[str, Any]]:
-        return [{"text": t, "targets": targets[offset + i].tolist()} for i, t in enumerate(texts)]
+        return [
+            {"text": t, "targets": log_targets[offset + i].tolist()} for i, t in enumerate(texts)
+        ]
 
     fitted = fit(
         student,
         tokenizer,
         rows(kept, cut),
-        rows(held, 0),
+        sorted(rows(held, 0), key=lambda row: len(row["text"])),  # batches of like lengths
         options.fit,
         work_dir=options.out / ".trainer",
-        soft=True,
+        soft=decision_loss,
     )
-    student_p0 = probabilities(student, tokenizer, held, options.fit.max_length)[:, 0]
+    student_p0 = by_length(student, tokenizer, held, options.fit.max_length)[:, 0]
     teacher_p0 = targets[:cut, 0]
     student.save_pretrained(options.out)
     tokenizer.save_pretrained(options.out)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import torch
 from transformers import AutoModelForSequenceClassification
 
 from classifier.local import LocalClassifier
@@ -19,7 +20,7 @@ from classifier.settings import ClassifierSettings
 from classifier.synthetic import build_checkpoint
 from gateway import cli
 from gateway.app import create_app
-from gateway.learning.distil import DistilOptions, distil, from_teacher
+from gateway.learning.distil import DistilOptions, decision_loss, distil, from_teacher
 from gateway.learning.examples import Example
 from gateway.learning.fitting import FitOptions
 from gateway.learning.train import TrainOptions, split, train
@@ -172,3 +173,28 @@ def test_a_student_from_every_other_layer_agrees_with_its_teacher(
     assert all(v > 0 for v in result.speed.values())
     loaded = LocalClassifier.load(ClassifierSettings(model=str(tmp_path / "student")))
     asyncio.run(loaded.aclose())
+
+
+def test_the_decision_loss_pulls_as_hard_on_a_crowded_p0_as_on_a_spread_one() -> None:
+    """The same error in the decision's logit, log P(LABEL_0) / (1 − P(LABEL_0)), where the
+    teacher's P(LABEL_0) is 0.02 and where it is 0.5: the decision loss's gradient on the
+    student's LABEL_0 logit is about the same (0.9×); cross-entropy alone (the loss before)
+    gives the first a twelfth of the second's, so a student learnt the crowded end of the
+    teacher's ranking poorly."""
+
+    def pull(p0: float, loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> float:
+        teacher = torch.log(torch.tensor([[p0, (1 - p0) / 2, (1 - p0) / 2]]))
+        student = (teacher + torch.tensor([[0.1, 0.0, 0.0]])).requires_grad_()
+        loss(student, teacher).backward()
+        assert student.grad is not None
+        return float(student.grad[0, 0])
+
+    def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return -(targets.exp() * torch.log_softmax(logits, dim=-1)).sum(dim=-1).mean()
+
+    p = torch.tensor([[0.2, 0.5, 0.3]])
+    entropy = float(-(p * p.log()).sum())  # a student equal to its teacher: only this is left
+    assert float(decision_loss(p.log(), p.log())) == pytest.approx(entropy, rel=1e-5)
+    ratio = pull(0.02, decision_loss) / pull(0.5, decision_loss)
+    assert 0.8 < ratio < 1.25
+    assert pull(0.02, cross_entropy) / pull(0.5, cross_entropy) < 0.2
