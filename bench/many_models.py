@@ -152,7 +152,7 @@ def mmlu_pro(folder: Path, split_by: str, out: dict[str, Any]) -> None:
         log(f"{name}: validation AIQ {score:.4f}, held-out {held_report.figures['aiq']:.4f}")
     chosen = max(tried, key=lambda n: tried[n]["validation_aiq"])
     reports = []
-    for name in dict.fromkeys([chosen, default_name(), "linear shared C=4 own C=0.25"]):
+    for name in dict.fromkeys([chosen, default_name(), "linear shared C=4 own C=0.05"]):
         head = candidates()[name](kept_vectors, kept.labels, kept_every)
         reports.append(judge(name, head.predict(held_vectors), held.labels, prices))
     plot_tradeoff(reports, refs, CACHE / f"many_models_mmlu_pro_{split_by}.png")
@@ -207,7 +207,7 @@ def routellm(evals: Path, out: dict[str, Any]) -> None:
     kept_v, held_v = vectors[kept_rows], vectors[held_rows]
     log(f"RouteLLM: {len(kept.texts)} to train, {len(held.texts)} held out")
     result: dict[str, Any] = {"trained": len(kept.texts)}
-    for name in (default_name(), "linear shared C=4 own C=0.25", "independent logistic C=0.3"):
+    for name in (default_name(), "linear shared C=4 own C=0.05", "independent logistic C=0.3"):
         predicted = candidates()[name](kept_v, kept.labels, kept.labels).predict(held_v)
         for bench in ("mmlu", "gsm8k"):
             rows = [i for i, k in enumerate(held.keys) if ("domain" in k) == (bench == "mmlu")]
@@ -234,7 +234,7 @@ def training_time(folder: Path, out: dict[str, Any]) -> None:
     held, kept = split_matrix(matrix, "random", holdout, seed=0)
     prices = blended_prices(matrix.models, prices_by_model)
     timings = {"rows": len(kept.texts), "held_out": len(held.texts)}
-    for name, spec in (("default", DEFAULT), ("linear", HeadSpec("linear", c_own=0.25))):
+    for name, spec in (("default", DEFAULT), ("linear", HeadSpec("linear"))):
         options = RouterTrainOptions(
             out=CACHE / f"many_models_router_{name}", head=spec, prices=prices, progress=False
         )
