@@ -280,8 +280,8 @@ def plan_passes(sizes: Sequence[int], *, pass_cost: int, max_tokens: int) -> lis
     with no pass over `max_tokens` padded tokens unless it holds a single text.
 
     Shorter passes come first. Only runs of neighbours in length order can be optimal, so this
-    is an exact dynamic programme over the sorted sizes: O(n^2) for n texts, a few thousand
-    steps for a batch of 16."""
+    is an exact dynamic programme over the sorted sizes: O(n^2) for n texts, about 130 steps
+    for a batch of 16."""
     order = sorted(range(len(sizes)), key=sizes.__getitem__)
     ordered = [sizes[i] for i in order]
     # best[j]: least cost of the first j texts; start[j]: where the last pass of that begins.
