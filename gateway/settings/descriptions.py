@@ -305,6 +305,33 @@ CONFIG_KEYS: tuple[Described, ...] = (
         "With `kind: mf`: the two models whose win rate the MF router predicts (/health lists "
         "the 64 under `mf_routers`).",
     ),
+    Described(
+        "embeddings",
+        "mapping",
+        "unset",
+        "The OpenAI-compatible embeddings API that RouteLLM's MF router and many-model routers "
+        "with a `remote:` encoder call (`<base_url>/embeddings`). `ROUTELLM_EMBEDDINGS_URL` and "
+        "its neighbours override it.",
+    ),
+    Described(
+        "embeddings.upstream",
+        "upstream name",
+        "unset",
+        "A configured `openai` upstream whose base URL and key it uses.",
+    ),
+    Described(
+        "embeddings.model",
+        "string",
+        "text-embedding-3-small",
+        "The embeddings model asked for (`ROUTELLM_EMBEDDINGS_MODEL` overrides it).",
+    ),
+    Described(
+        "embeddings.timeout",
+        "seconds > 0",
+        "5",
+        "How long one call may take before the request goes to the router's fallback "
+        "(`ROUTELLM_EMBEDDINGS_TIMEOUT` overrides it).",
+    ),
     Described("quality", "mapping", "unset", "Shadow judging of live routed requests."),
     Described("quality.shadow_share", field=(QualitySettings, "shadow_share")),
     Described("quality.judge", field=(QualitySettings, "judge")),

@@ -242,13 +242,15 @@ def load_settings(env: Mapping[str, str], config_path: str | None = None) -> Set
         mapping=default_router.mapping,
     )
     log_format = _log_format(env.get("ROUTELLM_LOG_FORMAT", "text").strip().lower() or "text")
-    embeddings, mf_model = _embeddings(env), env.get("ROUTELLM_MF_MODEL", "").strip() or None
+    embeddings = _embeddings(env, config_section(doc, "embeddings", where), upstreams, where)
+    mf_model = env.get("ROUTELLM_MF_MODEL", "").strip() or None
     mf_users = [f"routers.{s.name}" for s in named.values() if s.classifier_kind == "mf"]
     if (mf_model or mf_users) and embeddings is None:
         raise SettingsError(
             f"{'ROUTELLM_MF_MODEL' if mf_model else mf_users[0]} asks for RouteLLM's MF router, "
             "which embeds prompts with an embeddings API: set ROUTELLM_EMBEDDINGS_URL to its base "
-            "URL (called as <url>/embeddings), e.g. https://api.openai.com/v1"
+            "URL (called as <url>/embeddings), e.g. https://api.openai.com/v1, or name a "
+            "configured upstream under `embeddings: {upstream: NAME}`"
         )
     return Settings(
         upstreams=upstreams,
@@ -307,15 +309,43 @@ def load_settings(env: Mapping[str, str], config_path: str | None = None) -> Set
     )
 
 
-def _embeddings(env: Mapping[str, str]) -> EmbeddingsApi | None:
+def _embeddings(
+    env: Mapping[str, str],
+    section: Mapping[str, Any],
+    upstreams: Mapping[str, Upstream],
+    where: str,
+) -> EmbeddingsApi | None:
+    """The embeddings API: `ROUTELLM_EMBEDDINGS_URL` (with its key), else the config's
+    `embeddings.upstream` (that upstream's base URL and key); the model and timeout from their
+    variables, else the section's `model` and `timeout`."""
+    unknown = set(section) - {"upstream", "model", "timeout"}
+    if unknown:
+        raise SettingsError(
+            f"embeddings {where}: unknown key {sorted(unknown)[0]!r}: use upstream, model, timeout"
+        )
     url = env.get("ROUTELLM_EMBEDDINGS_URL", "").strip()
+    key = env.get("ROUTELLM_EMBEDDINGS_API_KEY", "").strip() or None
+    named = section.get("upstream")
+    if not url and named is not None:
+        upstream = upstreams.get(str(named))
+        if upstream is None or upstream.kind != "openai":
+            raise SettingsError(
+                f"embeddings.upstream {where}: {named!r} is not an openai upstream of this "
+                f"config: name one of {', '.join(sorted(upstreams))}"
+            )
+        url, key = upstream.base_url, key or upstream.api_key
     if not url:
         return None
+    model = env.get("ROUTELLM_EMBEDDINGS_MODEL", "").strip() or section.get("model")
+    if model is not None and (not isinstance(model, str) or not model.strip()):
+        raise SettingsError(f"embeddings.model {where}: a model name, e.g. text-embedding-3-small")
+    given = {"embeddings.timeout": str(section["timeout"])} if "timeout" in section else {}
+    timeout = _positive(given, "embeddings.timeout", 5.0)
     return EmbeddingsApi(
         http_url(url, "ROUTELLM_EMBEDDINGS_URL"),
-        env.get("ROUTELLM_EMBEDDINGS_MODEL", "").strip() or "text-embedding-3-small",
-        env.get("ROUTELLM_EMBEDDINGS_API_KEY", "").strip() or None,
-        _positive(env, "ROUTELLM_EMBEDDINGS_TIMEOUT", 5.0),
+        model or "text-embedding-3-small",
+        key,
+        _positive(env, "ROUTELLM_EMBEDDINGS_TIMEOUT", timeout),
     )
 
 
@@ -366,11 +396,11 @@ def _read_yaml(path: str) -> dict[str, Any]:
         raise SettingsError(
             f"{path}: the top level must be a mapping with upstreams/models/routing"
         )
-    unknown = set(doc) - {"upstreams", "models", "routing", "routers", "quality"}
+    unknown = set(doc) - {"upstreams", "models", "routing", "routers", "quality", "embeddings"}
     if unknown:
         raise SettingsError(
             f"{path}: unknown key {sorted(unknown)[0]!r}: use upstreams, models, routing, "
-            "routers, quality"
+            "routers, quality, embeddings"
         )
     return doc
 
