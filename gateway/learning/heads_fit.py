@@ -25,7 +25,7 @@ not for a measured edge (the linear head with `c_own` 0.05 was 0.004 ahead held 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 
 import numpy as np
 
@@ -40,6 +40,7 @@ class HeadSpec:
 
     kind: str = "knn"
     """`knn` or `linear` (`routers.heads.HEADS`)."""
+    _: KW_ONLY
     k: int = 96
     """knn: neighbours per prompt (`KnnHead` uses at most √ of the training prompts)."""
     prior_weight: float | None = None

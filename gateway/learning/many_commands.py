@@ -156,7 +156,9 @@ def train_many_main(argv: Sequence[str]) -> int:
             f"{ns.split_by}; {matrix.skipped} rows skipped",
             file=sys.stderr,
         )
-        head = HeadSpec(ns.head, ns.k, ns.prior_weight, ns.c_shared, ns.c_own)
+        head = HeadSpec(
+            ns.head, k=ns.k, prior_weight=ns.prior_weight, c_shared=ns.c_shared, c_own=ns.c_own
+        )
         options = RouterTrainOptions(
             out=ns.out,
             encoder=ns.encoder,
