@@ -126,8 +126,10 @@ class DrainingServer(uvicorn.Server):
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         # Not recorded in uvicorn's captured signals: those are re-raised after shutdown (143).
         self.signals += 1
-        if not self.started:
-            self.should_exit = True  # nothing is served yet: nothing to drain
+        # Before the listeners exist nothing is served: nothing to drain. Once they do (uvicorn
+        # says it is running a moment before it sets `started`), a signal drains.
+        if not self.started and not self.servers:
+            self.should_exit = True
 
     async def on_tick(self, counter: int) -> bool:
         if self.signals and not self.drain.draining:
