@@ -221,3 +221,42 @@ def test_bad_input_is_one_line_with_the_fix(
     )
     assert status == 2
     assert "is not a router directory" in capsys.readouterr().err
+
+
+def test_prices_can_come_from_the_gateway_config(
+    planted: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out, cache = tmp_path / "router", tmp_path / "cache"
+    assert train(planted, out, cache, "--head", "knn", "--k", "8") == 0
+    capsys.readouterr()
+    config = tmp_path / "gateway.yaml"
+    lines = ["upstreams:", "  local: {base_url: 'http://127.0.0.1:9/v1'}", "models:"]
+    lines += [
+        f"  {m}: {{upstream: local, price: {{input: {i}, output: {o}}}}}"
+        for m, (i, o) in PRICES.items()
+    ]
+    lines += ["routing: {strong: generalist, weak: cheap, fallback: cheap}"]
+    config.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    common = ["--data", str(planted / "data.csv"), "--models", ",".join(MODELS)]
+    status = main(
+        [
+            "evaluate",
+            *common,
+            "--checkpoint",
+            str(out),
+            "--config",
+            str(config),
+            "--json",
+            "--embedding-cache",
+            str(cache),
+            "--no-progress",
+        ]
+    )
+    assert status == 0
+    report = json.loads(capsys.readouterr().out)
+    costs = {m["name"]: m["cost"] for m in report["models"]}
+    assert costs["generalist"] == pytest.approx(0.75 * 5.0 + 0.25 * 15.0)
+    assert costs["cheap"] == pytest.approx(0.75 * 0.1 + 0.25 * 0.2)
+    status = main(["evaluate", *common, "--checkpoint", str(out), "--embedding-cache", str(cache)])
+    assert status == 2
+    assert "no price for mathy, lawyer, generalist, cheap" in capsys.readouterr().err
