@@ -31,6 +31,7 @@ from gateway.settings.accounts import (
 )
 from gateway.settings.base import DEFAULT_BASE_URL, config_section, http_url
 from gateway.settings.candidates import check_candidates
+from gateway.settings.embeddings import read_embeddings
 from gateway.settings.mf import DEFAULT_PAIR, read_mf_pair
 from gateway.settings.routing import (
     ROUTER,
@@ -242,7 +243,7 @@ def load_settings(env: Mapping[str, str], config_path: str | None = None) -> Set
         mapping=default_router.mapping,
     )
     log_format = _log_format(env.get("ROUTELLM_LOG_FORMAT", "text").strip().lower() or "text")
-    embeddings = _embeddings(env, config_section(doc, "embeddings", where), upstreams, where)
+    embeddings = read_embeddings(env, config_section(doc, "embeddings", where), upstreams, where)
     mf_model = env.get("ROUTELLM_MF_MODEL", "").strip() or None
     mf_users = [f"routers.{s.name}" for s in named.values() if s.classifier_kind == "mf"]
     if (mf_model or mf_users) and embeddings is None:
@@ -306,46 +307,6 @@ def load_settings(env: Mapping[str, str], config_path: str | None = None) -> Set
             (default_router, *named.values()),
             ledger_enabled=read_ledger(env).enabled,
         ),
-    )
-
-
-def _embeddings(
-    env: Mapping[str, str],
-    section: Mapping[str, Any],
-    upstreams: Mapping[str, Upstream],
-    where: str,
-) -> EmbeddingsApi | None:
-    """The embeddings API: `ROUTELLM_EMBEDDINGS_URL` (with its key), else the config's
-    `embeddings.upstream` (that upstream's base URL and key); the model and timeout from their
-    variables, else the section's `model` and `timeout`."""
-    unknown = set(section) - {"upstream", "model", "timeout"}
-    if unknown:
-        raise SettingsError(
-            f"embeddings {where}: unknown key {sorted(unknown)[0]!r}: use upstream, model, timeout"
-        )
-    url = env.get("ROUTELLM_EMBEDDINGS_URL", "").strip()
-    key = env.get("ROUTELLM_EMBEDDINGS_API_KEY", "").strip() or None
-    named = section.get("upstream")
-    if not url and named is not None:
-        upstream = upstreams.get(str(named))
-        if upstream is None or upstream.kind != "openai":
-            raise SettingsError(
-                f"embeddings.upstream {where}: {named!r} is not an openai upstream of this "
-                f"config: name one of {', '.join(sorted(upstreams))}"
-            )
-        url, key = upstream.base_url, key or upstream.api_key
-    if not url:
-        return None
-    model = env.get("ROUTELLM_EMBEDDINGS_MODEL", "").strip() or section.get("model")
-    if model is not None and (not isinstance(model, str) or not model.strip()):
-        raise SettingsError(f"embeddings.model {where}: a model name, e.g. text-embedding-3-small")
-    given = {"embeddings.timeout": str(section["timeout"])} if "timeout" in section else {}
-    timeout = _positive(given, "embeddings.timeout", 5.0)
-    return EmbeddingsApi(
-        http_url(url, "ROUTELLM_EMBEDDINGS_URL"),
-        model or "text-embedding-3-small",
-        key,
-        _positive(env, "ROUTELLM_EMBEDDINGS_TIMEOUT", timeout),
     )
 
 
