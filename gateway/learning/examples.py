@@ -90,7 +90,7 @@ def read_excluded(paths: Iterable[Path]) -> frozenset[str]:
     JSONL with `prompt`, or plain text one prompt per line."""
     prompts: set[str] = set()
     for path in paths:
-        for where, line in _lines(path):
+        for where, line in numbered_lines(path):
             try:
                 row = json.loads(line)
             except json.JSONDecodeError:
@@ -138,7 +138,7 @@ def _read(path: Path, strong: str, weak: str, questions: Path | None) -> Iterato
     if path.suffix.lower() == ".csv":
         yield from _csv(path, strong, weak)
         return
-    rows = [(where, _json_object(line, where)) for where, line in _lines(path)]
+    rows = [(where, json_object(line, where)) for where, line in numbered_lines(path)]
     if rows and "question_id" in rows[0][1] and "score" in rows[0][1]:
         yield from _mt_bench(rows, strong, weak, questions, path)
         return
@@ -146,7 +146,8 @@ def _read(path: Path, strong: str, weak: str, questions: Path | None) -> Iterato
         yield _row(row, strong, weak, where, {})
 
 
-def _lines(path: Path) -> Iterator[tuple[str, str]]:
+def numbered_lines(path: Path) -> Iterator[tuple[str, str]]:
+    """Each non-blank line of `path` with where it is (`path:number`), for error messages."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -156,7 +157,8 @@ def _lines(path: Path) -> Iterator[tuple[str, str]]:
             yield f"{path}:{number}", line
 
 
-def _json_object(line: str, where: str) -> dict[str, Any]:
+def json_object(line: str, where: str) -> dict[str, Any]:
+    """`line` parsed as a JSON object; `SettingsError` naming `where` otherwise."""
     try:
         row = json.loads(line)
     except json.JSONDecodeError:
@@ -190,7 +192,11 @@ def _row(
     if not isinstance(quality, Mapping):
         raise SettingsError(f"{where}: `quality` must map model names to scores")
     return Example(
-        _text(row, where), None, _score(quality, strong, where), _score(quality, weak, where), keys
+        prompt_text(row, where),
+        None,
+        _score(quality, strong, where),
+        _score(quality, weak, where),
+        keys,
     )
 
 
@@ -200,7 +206,8 @@ def _keys(row: Mapping[str, Any], models: Sequence[str]) -> dict[str, str]:
     return {k: v for k, v in row.items() if isinstance(v, str) and k not in skip and len(v) < 200}
 
 
-def _text(row: Mapping[str, Any], where: str) -> str:
+def prompt_text(row: Mapping[str, Any], where: str) -> str:
+    """A row's prompt: its `prompt` string, or the user's words in its chat `messages`."""
     if isinstance(row.get("prompt"), str):
         text: str = row["prompt"].strip()
     elif isinstance(row.get("messages"), list):
@@ -235,15 +242,16 @@ def _battle(
     models = (row["model_a"], row["model_b"])
     if set(models) != {strong, weak}:
         return None
-    won = [_flag(row.get(name), where, name) for name in ARENA_WINNERS]
+    won = [zero_one(row.get(name), where, name) for name in ARENA_WINNERS]
     if sum(won) != 1:
         raise SettingsError(f"{where}: exactly one of {', '.join(ARENA_WINNERS)} must be 1")
     a, b = (1.0, 0.0) if won[0] else (0.0, 1.0) if won[1] else (1.0, 1.0)
     strong_q, weak_q = (a, b) if models[0] == strong else (b, a)
-    return Example(_text(row, where), None, strong_q, weak_q, keys)
+    return Example(prompt_text(row, where), None, strong_q, weak_q, keys)
 
 
-def _flag(value: Any, where: str, name: str) -> bool:
+def zero_one(value: Any, where: str, name: str) -> bool:
+    """A 0/1 (or True/False) cell as a bool; `SettingsError` naming the column otherwise."""
     if isinstance(value, str) and value.strip() in ("0", "1", "0.0", "1.0", "True", "False"):
         return value.strip() in ("1", "1.0", "True")
     if isinstance(value, bool | int | float) and value in (0, 1):
@@ -292,8 +300,8 @@ def _mt_bench(
         if not questions.exists():
             raise SettingsError(f"{path}: MT-Bench judgements need --questions question.jsonl")
     asked = {}
-    for where, line in _lines(questions):
-        question = _json_object(line, where)
+    for where, line in numbered_lines(questions):
+        question = json_object(line, where)
         asked[question["question_id"]] = question
     scores: dict[tuple[Any, int], dict[str, float]] = {}
     for where, row in rows:
@@ -322,7 +330,7 @@ def read_prompts(path: Path) -> list[str]:
             raise SettingsError(f"{path}: no prompts found")
         return prompts
     prompts = []
-    for where, line in _lines(path):
+    for where, line in numbered_lines(path):
         try:
             item = json.loads(line)
         except json.JSONDecodeError:
@@ -348,6 +356,6 @@ def _csv_prompts(path: Path) -> Iterator[str]:
     try:
         with path.open(encoding="utf-8", newline="") as handle:
             for number, row in enumerate(csv.DictReader(handle), 2):
-                yield _text(row, f"{path}:{number}")
+                yield prompt_text(row, f"{path}:{number}")
     except OSError as exc:
         raise SettingsError(f"cannot read {path} ({exc.strerror})") from None

@@ -48,10 +48,10 @@ from gateway.learning.examples import (
     ARENA_WINNERS,
     MMLU_FILE,
     VERDICT_QUALITY,
-    _flag,
-    _json_object,
-    _lines,
-    _text,
+    zero_one,
+    json_object,
+    numbered_lines,
+    prompt_text,
 )
 
 __all__ = ["Matrix", "ModelColumns", "parse_models", "read_matrix"]
@@ -167,8 +167,8 @@ def _read(path: Path, columns: Sequence[str]) -> Iterator[Row]:
     elif suffix == ".csv":
         yield from _csv(path, columns)
     else:
-        for where, line in _lines(path):
-            yield from _row(_json_object(line, where), columns, where, {})
+        for where, line in numbered_lines(path):
+            yield from _row(json_object(line, where), columns, where, {})
 
 
 def _csv(path: Path, columns: Sequence[str]) -> Iterator[Row]:
@@ -200,7 +200,7 @@ def _row(
         if not isinstance(quality, Mapping):
             raise SettingsError(f"{where}: `quality` must map model names to scores")
         scores = {c: s for c in columns if (s := _score(quality.get(c), c, where)) is not None}
-        yield _text(row, where), scores, keys
+        yield prompt_text(row, where), scores, keys
 
 
 def _score(value: Any, model: str, where: str) -> float | None:
@@ -224,11 +224,11 @@ def _score(value: Any, model: str, where: str) -> float | None:
 
 
 def _battle(row: Mapping[str, Any], where: str, keys: dict[str, str]) -> Row:
-    won = [_flag(row.get(name), where, name) for name in ARENA_WINNERS]
+    won = [zero_one(row.get(name), where, name) for name in ARENA_WINNERS]
     if sum(won) != 1:
         raise SettingsError(f"{where}: exactly one of {', '.join(ARENA_WINNERS)} must be 1")
     a, b = (1.0, 0.0) if won[0] else (0.0, 1.0) if won[1] else (1.0, 1.0)
-    return _text(row, where), {str(row["model_a"]): a, str(row["model_b"]): b}, keys
+    return prompt_text(row, where), {str(row["model_a"]): a, str(row["model_b"]): b}, keys
 
 
 def _ledger(row: Mapping[str, Any], where: str) -> tuple[str, dict[str, float]] | None:
@@ -240,10 +240,10 @@ def _ledger(row: Mapping[str, Any], where: str) -> tuple[str, dict[str, float]] 
         if verdict not in VERDICT_QUALITY:
             raise SettingsError(f"{where}: verdict {verdict!r} is not strong, tie or weak")
         strong, weak = VERDICT_QUALITY[verdict]
-        return _text(row, where), {str(judged["strong"]): strong, str(judged["weak"]): weak}
+        return prompt_text(row, where), {str(judged["strong"]): strong, str(judged["weak"]): weak}
     scored = row.get("feedback")
     if isinstance(scored, Mapping) and isinstance(row.get("model"), str):
-        return _text(row, where), {row["model"]: float(float(scored["score"]) >= 0)}
+        return prompt_text(row, where), {row["model"]: float(float(scored["score"]) >= 0)}
     return None
 
 
