@@ -48,10 +48,10 @@ from gateway.learning.examples import (
     ARENA_WINNERS,
     MMLU_FILE,
     VERDICT_QUALITY,
-    zero_one,
     json_object,
     numbered_lines,
     prompt_text,
+    zero_one,
 )
 
 __all__ = ["Matrix", "ModelColumns", "parse_models", "read_matrix"]
