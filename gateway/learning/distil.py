@@ -1,15 +1,15 @@
 """`routellm-gateway distil`: a smaller student that matches a teacher router's three
 probabilities on unlabelled prompts, and how closely and how much faster it does.
 
-    student, kept = from_teacher(teacher_model, layers=6)       # every other layer of 12
+    student, kept = from_teacher(teacher_model, layers=6)       # 1, 3, ..., 11 of 12
     result = distil(teacher_dir, prompts, DistilOptions(out=Path("student"), layers=6))
 
 The student is built from the teacher's own layers (as DistilBERT was: its embeddings, kept
-frozen, every k-th encoder layer and its head, so it keeps the teacher's tokenizer and
-languages), or from another base (`base=`), with its own tokenizer. It learns the teacher's
-decisions (`decision_loss`: the squared error of the logit of P(LABEL_0), whose ranks are the
-router's decisions, plus the cross-entropy of the three probabilities) with early stopping on
-held-out prompts, then is compared with the teacher on those held-out prompts:
+frozen, every k-th encoder layer down from the last, and its head, so it keeps the teacher's
+tokenizer and languages), or from another base (`base=`), with its own tokenizer. It learns the
+teacher's decisions (`decision_loss`: the squared error of the logit of P(LABEL_0), whose ranks
+are the router's decisions, plus the cross-entropy of the three probabilities) with early
+stopping on held-out prompts, then is compared with the teacher on those held-out prompts:
 
 - decision agreement at the thresholds that send 25/50/75 % of prompts to the strong model
   (each model at its own such threshold, as a user calibrating each would), and at the
@@ -82,13 +82,16 @@ class DistilResult:
 
 
 def from_teacher(teacher: Any, layers: int | None) -> tuple[Any, list[int]]:
-    """A student with `layers` of the teacher model's encoder layers, evenly spaced from the
-    first (6 of 12: 0, 2, ..., 10), its embeddings and its head; and the layers kept."""
+    """A student with `layers` of the teacher model's encoder layers, evenly spaced down from
+    the last (6 of 12: 1, 3, ..., 11), its embeddings and its head; and the layers kept."""
     total = int(teacher.config.num_hidden_layers)
     keep_n = layers if layers is not None else max(1, total // 2)
     if not 1 <= keep_n < total:
         raise SettingsError(f"--layers {keep_n}: the teacher has {total}; give 1 to {total - 1}")
-    keep = [round(i * total / keep_n) for i in range(keep_n)]
+    # The last layer stays: the head was fine-tuned on its output. A MiniLM router fine-tuned
+    # in its top two layers, kept as layers 1, 3, 5, agreed with itself on 80 % of decisions
+    # before the student had learnt anything; as 0, 2, 4 (from the first), on 64 %.
+    keep = [total - 1 - round(i * total / keep_n) for i in reversed(range(keep_n))]
     config = copy.deepcopy(teacher.config)
     config.num_hidden_layers = keep_n
     student = type(teacher)(config)
