@@ -168,7 +168,9 @@ def json_object(line: str, where: str) -> dict[str, Any]:
     return row
 
 
-def _csv(path: Path, strong: str, weak: str) -> Iterator[Example | None]:
+def csv_rows(path: Path) -> Iterator[tuple[str, dict[str, Any], dict[str, str]]]:
+    """Each row of a CSV with where it is (`path:line`) and the keys its file name gives (an
+    MMLU file's `domain`)."""
     try:
         with path.open(encoding="utf-8", newline="") as handle:
             rows = list(csv.DictReader(handle))
@@ -177,7 +179,12 @@ def _csv(path: Path, strong: str, weak: str) -> Iterator[Example | None]:
     domain = MMLU_FILE.match(path.name)
     extra = {"domain": domain.group(1)} if domain else {}
     for number, row in enumerate(rows, 2):
-        yield _row(row, strong, weak, f"{path}:{number}", extra)
+        yield f"{path}:{number}", row, extra
+
+
+def _csv(path: Path, strong: str, weak: str) -> Iterator[Example | None]:
+    for where, row, extra in csv_rows(path):
+        yield _row(row, strong, weak, where, extra)
 
 
 def _row(

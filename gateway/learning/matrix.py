@@ -30,7 +30,6 @@ Rows where none of the named models has a quality are skipped and counted.
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import math
@@ -46,8 +45,8 @@ import numpy as np
 from classifier.settings import SettingsError
 from gateway.learning.examples import (
     ARENA_WINNERS,
-    MMLU_FILE,
     VERDICT_QUALITY,
+    csv_rows,
     json_object,
     numbered_lines,
     prompt_text,
@@ -172,15 +171,8 @@ def _read(path: Path, columns: Sequence[str]) -> Iterator[Row]:
 
 
 def _csv(path: Path, columns: Sequence[str]) -> Iterator[Row]:
-    try:
-        with path.open(encoding="utf-8", newline="") as handle:
-            found = list(csv.DictReader(handle))
-    except OSError as exc:
-        raise SettingsError(f"cannot read {path} ({exc.strerror})") from None
-    domain = MMLU_FILE.match(path.name)
-    extra = {"domain": domain.group(1)} if domain else {}
-    for number, row in enumerate(found, 2):
-        yield from _row(row, columns, f"{path}:{number}", extra)
+    for where, row, extra in csv_rows(path):
+        yield from _row(row, columns, where, extra)
 
 
 def _row(
