@@ -213,7 +213,8 @@ def start_embedding_gateway(tmp: Path, upstream: str) -> Server:
 
 def start_mf_gateway(tmp: Path, upstream: str, latency_ms: float) -> list[Server]:
     """The fake embeddings API and this gateway serving `router-mf-0.5` (bench/mf_bench.py's
-    checkpoint and fake); the gateway is the last server."""
+    checkpoint and fake) and `router-bert-0.5` (dtype auto, cache off); the gateway is the last
+    server."""
     from bench.mf_bench import MF_CHECKPOINT
     from tests.routers.fake_embeddings import write_mf_checkpoint
 
@@ -238,6 +239,8 @@ def start_mf_gateway(tmp: Path, upstream: str, latency_ms: float) -> list[Server
         {
             "ROUTELLM_CONFIG": str(gateway_config(tmp / "mf.yaml", upstream)),
             "ROUTELLM_BERT_MODEL": str(CHECKPOINT),
+            "ROUTELLM_BERT_DTYPE": "auto",
+            "ROUTELLM_BERT_CACHE_SIZE": "0",
             "ROUTELLM_BERT_CACHE_DIR": str(ONNX_CACHE),
             "ROUTELLM_MF_MODEL": str(MF_CHECKPOINT),
             "ROUTELLM_EMBEDDINGS_URL": f"{embeddings.url}/v1",

@@ -26,14 +26,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-import yaml
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.compare import (  # noqa: E402
     CHECKPOINT,
-    ONNX_CACHE,
     Sample,
     Server,
     log,
@@ -41,6 +38,7 @@ from bench.compare import (  # noqa: E402
     run_load,
     serve_upstream,
     start,
+    start_mf_gateway,
 )
 from bench.soak import free_port, stop  # noqa: E402
 
@@ -60,51 +58,14 @@ def serve_embeddings(port: int, latency_s: float) -> None:
 
 
 def start_servers(tmp: Path, latency_ms: float) -> tuple[Server, list[Server]]:
-    from tests.routers.fake_embeddings import write_mf_checkpoint
-
-    if not (MF_CHECKPOINT / "config.json").exists():
-        write_mf_checkpoint(MF_CHECKPOINT)
-    helpers = []
+    """The fake upstream, the fake embeddings API and the gateway serving both names."""
     port = free_port()
-    helpers.append(
-        start("upstream", [sys.executable, __file__, "--serve-upstream", str(port)], port,
-              "/v1/models", {}, tmp)
+    upstream = start(
+        "upstream", [sys.executable, __file__, "--serve-upstream", str(port)], port, "/v1/models",
+        {}, tmp,
     )  # fmt: skip
-    upstream = helpers[-1].url
-    port = free_port()
-    helpers.append(
-        start("embeddings", [sys.executable, __file__, "--serve-embeddings", str(port),
-                             str(latency_ms / 1000)], port, "/v1/models", {}, tmp)
-    )  # fmt: skip
-    embeddings = helpers[-1].url
-    doc = {
-        "upstreams": {"fake": {"base_url": f"{upstream}/v1"}},
-        "models": {
-            "strong": {"upstream": "fake", "model": "ok:strong"},
-            "weak": {"upstream": "fake", "model": "ok:weak"},
-        },
-        "routing": {"strong": "strong", "weak": "weak", "fallback": "weak"},
-    }
-    (tmp / "gateway.yaml").write_text(yaml.safe_dump(doc))
-    port = free_port()
-    gateway = start(
-        "gateway",
-        [str(ROOT / ".venv/bin/routellm-gateway"), "--port", str(port)],
-        port,
-        "/health",
-        {
-            "ROUTELLM_CONFIG": str(tmp / "gateway.yaml"),
-            "ROUTELLM_BERT_MODEL": str(CHECKPOINT),
-            "ROUTELLM_BERT_DTYPE": "auto",
-            "ROUTELLM_BERT_CACHE_SIZE": "0",
-            "ROUTELLM_BERT_CACHE_DIR": str(ONNX_CACHE),
-            "ROUTELLM_MF_MODEL": str(MF_CHECKPOINT),
-            "ROUTELLM_EMBEDDINGS_URL": f"{embeddings}/v1",
-            "ROUTELLM_LEDGER": "off",
-        },
-        tmp,
-    )
-    return gateway, helpers
+    embeddings, gateway = start_mf_gateway(tmp, upstream.url, latency_ms)
+    return gateway, [upstream, embeddings]
 
 
 def main() -> int:
