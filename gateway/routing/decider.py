@@ -190,8 +190,8 @@ class Decider:
             raise InvalidRequest(
                 f"Router {kind!r} is not served here: RouteLLM's BERT router is, as "
                 "'router-bert-<threshold>', and its MF router is as 'router-mf-<threshold>' once "
-                "ROUTELLM_MF_MODEL (e.g. routellm/mf_gpt4_augmented) and ROUTELLM_EMBEDDINGS_URL "
-                "are set",
+                "ROUTELLM_EMBEDDINGS_URL is set and its checkpoint loads (ROUTELLM_MF_MODEL, "
+                "default routellm/mf_gpt4_augmented: a local copy where the hub is out of reach)",
                 param="model",
                 code="invalid_model",
             )
@@ -297,9 +297,10 @@ class Decider:
             return unclassified
         try:
             (scores,) = await classifier.classify([text])
-        except ClassifierError:
+            decided = self.apply(policy, scores, name)
+        except ClassifierError:  # the classifier failed, or scored labels the rule cannot use
             return replace(unclassified, reason="classifier_error")
-        return replace(self.apply(policy, scores, name), checkpoint=classifier.name)
+        return replace(decided, checkpoint=classifier.name)
 
     def continuing(self, name: str, owner: str) -> Decision:
         """A call that continues an answer `owner` made: it must reach the same upstream."""
