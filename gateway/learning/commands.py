@@ -303,7 +303,11 @@ def distil_main(argv: Sequence[str]) -> int:
         help="JSONL {'prompt': ...}, a CSV's prompt column, or one prompt per line",
     )
     student = parser.add_mutually_exclusive_group()
-    student.add_argument("--layers", type=int, help="teacher layers the student keeps (half)")
+    student.add_argument(
+        "--layers",
+        type=int,
+        help="teacher layers the student keeps, evenly spaced down from the last (half)",
+    )
     student.add_argument("--base", help="build the student from this checkpoint instead")
     parser.add_argument(
         "--speed-prompts", type=int, default=128, help="prompts timed per speed figure (0: none)"
