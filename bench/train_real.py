@@ -28,7 +28,9 @@ beside RouteLLM's published ones.
    bench/.cache/minilm-student.
 
 Prints the figures and writes them to bench/.cache/train_real.json. CPU only, ~30-40 min on 2
-cores (training ~70 %).
+cores (training ~70 %) for steps 1-2; step 3 about 25 min more (3,000 prompts, up to 512
+tokens each); `--skip distil-minilm` leaves it out, `--skip train --skip distil --teacher DIR`
+runs it alone.
 """
 
 from __future__ import annotations
