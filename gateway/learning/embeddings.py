@@ -20,12 +20,14 @@ from pathlib import Path
 import numpy as np
 
 from classifier.settings import SettingsError
-from routers.encoders import REMOTE_PREFIX, LocalEncoder
+from routers.encoders import REMOTE_PREFIX, EmbeddingsApi, Encoder, LocalEncoder, RemoteEncoder
 
 __all__ = ["EmbeddingCache", "default_cache_dir", "embed"]
 
 CHUNK = 1024
 """Texts encoded between two writes of the cache."""
+REMOTE_BATCH = 128
+"""Texts per call to an embeddings API (OpenAI takes up to 2,048)."""
 
 
 def default_cache_dir() -> Path:
@@ -84,13 +86,15 @@ def embed(
     *,
     cache_dir: Path | None = None,
     progress: bool = True,
+    api: EmbeddingsApi | None = None,
 ) -> np.ndarray:
     """Unit vectors for `texts` (one row each), encoding only those not cached yet, in chunks,
-    with a progress bar on stderr unless `progress` is False."""
-    if encoder.startswith(REMOTE_PREFIX):
+    with a progress bar on stderr unless `progress` is False. An encoder named
+    `remote:<model>` is that model on the embeddings API `api`."""
+    if encoder.startswith(REMOTE_PREFIX) and api is None:
         raise SettingsError(
-            f"--encoder {encoder}: train embeds in-process; give a sentence-transformers "
-            "directory or hub id (the router can still be served with the same weights)"
+            f"--encoder {encoder} embeds with an embeddings API: set ROUTELLM_EMBEDDINGS_URL "
+            "(or `embeddings:` in --config), or give a sentence-transformers directory or hub id"
         )
     cache = EmbeddingCache(cache_dir or default_cache_dir(), encoder)
     keys = [digest(encoder, t) for t in texts]
@@ -104,19 +108,37 @@ def embed(
             from huggingface_hub.utils.tqdm import disable_progress_bars
 
             disable_progress_bars()
-        model = LocalEncoder.load(encoder)
+        model = _open(encoder, api)
         try:
             bar = _Bar(len(missing), f"embedding with {encoder}") if progress else None
             todo = list(missing.items())
             for start in range(0, len(todo), CHUNK):
                 chunk = todo[start : start + CHUNK]
-                vectors = model.encode([t for _, t in chunk], bar.advance if bar else None)
+                vectors = _encode(model, [t for _, t in chunk], bar.advance if bar else None)
                 cache.put([k for k, _ in chunk], vectors)
             if bar is not None:
                 bar.finish()
         finally:
             model.close()
     return cache.vectors(keys)
+
+
+def _open(encoder: str, api: EmbeddingsApi | None) -> Encoder:
+    if api is not None and encoder.startswith(REMOTE_PREFIX):
+        model = encoder.removeprefix(REMOTE_PREFIX)
+        return RemoteEncoder(EmbeddingsApi(api.url, model, api.api_key, api.timeout))
+    return LocalEncoder.load(encoder)
+
+
+def _encode(model: Encoder, texts: list[str], progress: Callable[[int], None] | None) -> np.ndarray:
+    if isinstance(model, LocalEncoder):
+        return np.asarray(model.encode(texts, progress), dtype=np.float32)
+    parts = []
+    for start in range(0, len(texts), REMOTE_BATCH):
+        parts.append(model.encode(texts[start : start + REMOTE_BATCH]))
+        if progress is not None:
+            progress(len(parts[-1]))
+    return np.concatenate(parts)
 
 
 class _Bar:

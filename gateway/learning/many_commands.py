@@ -24,7 +24,8 @@ from gateway.learning.heads_fit import DEFAULT, HeadSpec
 from gateway.learning.matrix import Matrix, ModelColumns, parse_models, read_matrix
 from gateway.learning.prices import blended_prices, configured_prices, read_prices_csv
 from gateway.settings.prices import Price
-from routers.encoders import DEFAULT_ENCODER
+from routers.encoders import DEFAULT_ENCODER, REMOTE_PREFIX, EmbeddingsApi
+from routers.manifest import read_manifest
 
 __all__ = ["calibrate_router", "evaluate_many_main", "train_many_main"]
 
@@ -113,7 +114,9 @@ def train_many_main(argv: Sequence[str]) -> int:
     parser.add_argument(
         "--encoder",
         default=DEFAULT_ENCODER,
-        help=f"a sentence-transformers directory or hub id ({DEFAULT_ENCODER})",
+        help=f"a sentence-transformers directory or hub id ({DEFAULT_ENCODER}), or "
+        "remote:<model> for that model on the embeddings API (ROUTELLM_EMBEDDINGS_URL, or "
+        "`embeddings:` in --config)",
     )
     parser.add_argument(
         "--head",
@@ -170,6 +173,7 @@ def train_many_main(argv: Sequence[str]) -> int:
             prices=prices,
             cache_dir=ns.embedding_cache,
             progress=not ns.no_progress,
+            embeddings=_embeddings_api(ns.encoder, ns.config),
         )
         trained = train_router(kept, held, options)
     except (SettingsError, ClassifierError, OSError, ValueError) as exc:
@@ -190,6 +194,15 @@ def train_many_main(argv: Sequence[str]) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def _embeddings_api(encoder: str, config: str | None) -> EmbeddingsApi | None:
+    """For a `remote:<model>` encoder: the embeddings API the settings name."""
+    if not encoder.startswith(REMOTE_PREFIX):
+        return None
+    from gateway.settings.load import load_settings
+
+    return load_settings(os.environ, config).embeddings
 
 
 def held_side(ns: argparse.Namespace, matrix: Matrix) -> Matrix:
@@ -252,6 +265,7 @@ def evaluate_many_main(argv: Sequence[str]) -> int:
                 columns.names,
                 cache_dir=ns.embedding_cache,
                 progress=not ns.no_progress,
+                api=_embeddings_api(read_manifest(d).encoder or "", ns.config),
             )
             for d in ns.checkpoint
         }
@@ -301,7 +315,6 @@ def calibrate_router(ns: argparse.Namespace) -> int:
     weight meeting the target on labelled prompts (`gateway.learning.weights`)."""
     from gateway.learning.predict import predict_directory
     from gateway.learning.weights import calibrate_weight
-    from routers.manifest import read_manifest
 
     try:
         if not ns.data or (ns.cost_share is None) == (ns.quality_share is None):
@@ -314,7 +327,8 @@ def calibrate_router(ns: argparse.Namespace) -> int:
         if not judged.texts:
             raise SettingsError("no rows where every model has a quality: name them in --models")
         prices = _prices(ns.prices, ns.config, columns.names)
-        predicted = predict_directory(ns.router, judged.texts, columns.names)
+        api = _embeddings_api(read_manifest(ns.router).encoder or "", ns.config)
+        predicted = predict_directory(ns.router, judged.texts, columns.names, api=api)
         found = calibrate_weight(
             predicted,
             prices,

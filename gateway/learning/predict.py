@@ -18,7 +18,7 @@ import numpy as np
 
 from classifier.settings import SettingsError
 from gateway.learning.embeddings import embed
-from routers.encoders import REMOTE_PREFIX
+from routers.encoders import REMOTE_PREFIX, EmbeddingsApi
 from routers.heads import HEAD_FILE, HEADS
 from routers.manifest import RouterDirectoryError, read_manifest
 
@@ -34,9 +34,10 @@ def predict_directory(
     *,
     cache_dir: Path | None = None,
     progress: bool = True,
+    api: EmbeddingsApi | None = None,
 ) -> np.ndarray:
     """(texts × models) predicted quality; `SettingsError` when the router does not predict
-    for one of `models`."""
+    for one of `models`. `api`: the embeddings API of a `remote:<model>` encoder."""
     manifest = read_manifest(directory)
     missing = [m for m in models if m not in manifest.models]
     if missing:
@@ -46,13 +47,13 @@ def predict_directory(
         )
     columns = [manifest.models.index(m) for m in models]
     encoder = manifest.encoder or ""
-    if manifest.kind == "embedding" and not encoder.startswith(REMOTE_PREFIX):
+    if manifest.kind == "embedding" and (api is not None or not encoder.startswith(REMOTE_PREFIX)):
         head_kind = HEADS.get(manifest.head or "")
         if head_kind is None:
             raise RouterDirectoryError(f"{directory}: head {manifest.head!r} is not known here")
         with np.load(Path(directory) / HEAD_FILE) as arrays:
             head = head_kind.from_arrays(arrays)
-        vectors = embed(texts, encoder, cache_dir=cache_dir, progress=progress)
+        vectors = embed(texts, encoder, cache_dir=cache_dir, progress=progress, api=api)
         return np.asarray(head.predict(vectors))[:, columns]
     return asyncio.run(_classified(str(directory), texts))[:, columns]
 

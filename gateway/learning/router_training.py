@@ -29,7 +29,7 @@ from gateway.learning.heads_fit import DEFAULT, HeadSpec, fit_head
 from gateway.learning.matrix import Matrix
 from gateway.learning.tradeoff import judge, references
 from gateway.learning.train import split
-from routers.encoders import DEFAULT_ENCODER
+from routers.encoders import DEFAULT_ENCODER, EmbeddingsApi
 from routers.heads import HEAD_FILE, Head
 from routers.manifest import Manifest, write_manifest
 
@@ -59,6 +59,8 @@ class RouterTrainOptions:
     """Blended prices of the models, for the card's accuracy-cost figures (None: none)."""
     cache_dir: Path | None = None
     progress: bool = True
+    embeddings: EmbeddingsApi | None = None
+    """The embeddings API a `remote:<model>` encoder is called on."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +131,7 @@ def train_router(kept: Matrix, held: Matrix, options: RouterTrainOptions) -> Tra
         options.encoder,
         cache_dir=options.cache_dir,
         progress=options.progress,
+        api=options.embeddings,
     )
     embedded = time.perf_counter()
     head = fit_head(options.head, vectors[: len(kept.texts)], kept.labels)

@@ -8,7 +8,8 @@ RouteLLM's MF router uses the vectors unscaled. It answers floats, or base64 whe
 
 `mode` picks the behaviour: `ok`, `status-500`, `hang` (never answers), `garbage` (200 with a
 body that is not embeddings), `wrong-dim` (vectors of another size). `latency` delays every
-answer; `calls` records the inputs of each request.
+answer; `calls` records the inputs of each request. `encode`, when given, answers with its
+vectors instead (a real sentence encoder: the fake then stands for text-embeddings-inference).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import asyncio
 import base64
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +50,7 @@ class FakeEmbeddings:
     calls: list[list[str]] = field(default_factory=list)
     models: list[str] = field(default_factory=list)
     keys: list[str] = field(default_factory=list)
+    encode: Callable[[list[str]], np.ndarray] | None = None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -85,8 +88,9 @@ class FakeEmbeddings:
             dim = self.dim + 3 if self.mode == "wrong-dim" else self.dim
             as_base64 = body.get("encoding_format") == "base64"
             data = []
+            real = self.encode(texts) if self.encode is not None else None
             for i, text in enumerate(texts):
-                v = vector(text, dim)
+                v = real[i] if real is not None else vector(text, dim)
                 embedding: Any = (
                     base64.b64encode(v.astype("<f4").tobytes()).decode()
                     if as_base64
