@@ -155,6 +155,20 @@ def gateway_config(path: Path, upstream: str) -> Path:
     return path
 
 
+def start_gateway(name: str, tmp: Path, env: dict[str, str]) -> Server:
+    """This gateway as `name` on a free port: the base-size checkpoint, its classifier cache off
+    (every prompt classified), no ledger; `env` adds to or overrides that."""
+    port = free_port()
+    base = {
+        "ROUTELLM_BERT_MODEL": str(CHECKPOINT),
+        "ROUTELLM_BERT_CACHE_SIZE": "0",
+        "ROUTELLM_BERT_CACHE_DIR": str(ONNX_CACHE),
+        "ROUTELLM_LEDGER": "off",
+    }
+    command = [str(ROOT / ".venv/bin/routellm-gateway"), "--port", str(port)]
+    return start(name, command, port, "/health", {**base, **env}, tmp)
+
+
 def embedding_router(directory: Path = EMBEDDING_ROUTER, rows: int = 10_000) -> Path:
     """A many-model router directory with a kNN head over `rows` random unit vectors (built
     once): what serving a router trained on that many prompts costs per decision."""
@@ -191,21 +205,7 @@ def start_embedding_gateway(tmp: Path, upstream: str) -> Server:
         }
     }
     (tmp / "many.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
-    port = free_port()
-    server = start(
-        "gateway-embedding",
-        [str(ROOT / ".venv/bin/routellm-gateway"), "--port", str(port)],
-        port,
-        "/health",
-        {
-            "ROUTELLM_CONFIG": str(tmp / "many.yaml"),
-            "ROUTELLM_BERT_MODEL": str(CHECKPOINT),
-            "ROUTELLM_BERT_CACHE_SIZE": "0",
-            "ROUTELLM_BERT_CACHE_DIR": str(ONNX_CACHE),
-            "ROUTELLM_LEDGER": "off",
-        },
-        tmp,
-    )
+    server = start_gateway("gateway-embedding", tmp, {"ROUTELLM_CONFIG": str(tmp / "many.yaml")})
     server.routed_model = "many"
     server.name = "gateway many-model (MiniLM float32 + kNN)"
     return server
@@ -230,23 +230,15 @@ def start_mf_gateway(tmp: Path, upstream: str, latency_ms: float) -> list[Server
         {},
         tmp,
     )
-    port = free_port()
-    gateway = start(
+    gateway = start_gateway(
         "gateway-mf",
-        [str(ROOT / ".venv/bin/routellm-gateway"), "--port", str(port)],
-        port,
-        "/health",
+        tmp,
         {
             "ROUTELLM_CONFIG": str(gateway_config(tmp / "mf.yaml", upstream)),
-            "ROUTELLM_BERT_MODEL": str(CHECKPOINT),
             "ROUTELLM_BERT_DTYPE": "auto",
-            "ROUTELLM_BERT_CACHE_SIZE": "0",
-            "ROUTELLM_BERT_CACHE_DIR": str(ONNX_CACHE),
             "ROUTELLM_MF_MODEL": str(MF_CHECKPOINT),
             "ROUTELLM_EMBEDDINGS_URL": f"{embeddings.url}/v1",
-            "ROUTELLM_LEDGER": "off",
         },
-        tmp,
     )
     gateway.routed_model = "router-mf-0.5"
     gateway.name = f"gateway router-mf (embeddings {latency_ms:g} ms)"
@@ -280,27 +272,15 @@ def start_all(
     for name, model, dtype in gateways:
         if name not in which:
             continue
-        port = free_port()
-        servers[name] = start(
+        servers[name] = start_gateway(
             name,
-            [
-                str(ROOT / ".venv/bin/routellm-gateway"),
-                "--port",
-                str(port),
-                "--config",
-                str(config),
-            ],
-            port,
-            "/health",
+            tmp,
             {
+                "ROUTELLM_CONFIG": str(config),
                 "ROUTELLM_BERT_MODEL": str(model),
                 "ROUTELLM_BERT_DTYPE": dtype,
                 "ROUTELLM_BERT_DEVICE": "cpu",
-                "ROUTELLM_BERT_CACHE_SIZE": "0",
-                "ROUTELLM_BERT_CACHE_DIR": str(ONNX_CACHE),
-                "ROUTELLM_LEDGER": "off",
             },
-            tmp,
         )
         chosen = httpx.get(f"{servers[name].url}/health", timeout=10).json()["classifier"]
         kind = "student" if name == "gateway-student" else "gateway"
