@@ -10,6 +10,7 @@ caches (by the text's digest) and threads as the sequence classifier does.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,13 +137,9 @@ def open_encoder(name: str | None, options: RouterOptions) -> Encoder:
                 "ROUTELLM_EMBEDDINGS_URL to its base URL"
             )
         model = name.removeprefix(REMOTE_PREFIX)
-        api = embeddings if embeddings.model == model else _with_model(embeddings, model)
+        api = dataclasses.replace(embeddings, model=model)
         return RemoteEncoder(api)
     return LocalEncoder.load(name, dtype=options.dtype, cache_root=options.cache_root)
-
-
-def _with_model(api: EmbeddingsApi, model: str) -> EmbeddingsApi:
-    return EmbeddingsApi(api.url, model, api.api_key, api.timeout)
 
 
 def load(directory: str, manifest: Manifest, options: RouterOptions) -> EmbeddingRouter:

@@ -11,6 +11,7 @@ keeps what it finished. Deleting the folder is always safe.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import sys
 import time
@@ -126,7 +127,7 @@ def embed(
 def _open(encoder: str, api: EmbeddingsApi | None) -> Encoder:
     if api is not None and encoder.startswith(REMOTE_PREFIX):
         model = encoder.removeprefix(REMOTE_PREFIX)
-        return RemoteEncoder(EmbeddingsApi(api.url, model, api.api_key, api.timeout))
+        return RemoteEncoder(dataclasses.replace(api, model=model))
     return LocalEncoder.load(encoder)
 
 

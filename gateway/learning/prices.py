@@ -7,7 +7,7 @@ gateway config's `models.<name>.price`, as blended USD per million tokens.
 The CSV has a `model` column and the input and output prices in USD per million tokens, as
 `input_usd_per_mtok`/`output_usd_per_mtok` (`shared/data/multi-model/mmlu_pro_29_prices.csv`) or
 `input`/`output`; a row with empty prices is an unpriced model. A price is blended as the
-serving rule blends it (`gateway.routing.weighing.blended`: three input tokens to one output).
+serving rule blends it (`Price.blended`: three input tokens to one output).
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 
 from classifier.settings import SettingsError
-from gateway.routing.weighing import blended
 from gateway.settings.load import Settings
 from gateway.settings.prices import Price
 
@@ -71,4 +70,4 @@ def blended_prices(models: Sequence[str], prices: Mapping[str, Price]) -> np.nda
             f"no price for {', '.join(missing)}: give --prices FILE (model, input_usd_per_mtok, "
             "output_usd_per_mtok) or price them in the config (models.<name>.price)"
         )
-    return np.array([blended(prices[m]) for m in models])
+    return np.array([prices[m].blended for m in models])

@@ -42,7 +42,7 @@ import numpy as np
 
 from classifier.base import Classifier, ClassifierError, Scores
 from gateway.errors import InvalidRequest, ModelNotFound
-from gateway.routing.weighing import blended, choose, relative
+from gateway.routing.weighing import choose, relative
 from gateway.settings.load import Settings
 from gateway.settings.routing import MF_ROUTER, RouterSpec
 from gateway.settings.upstreams import UpstreamKind
@@ -385,7 +385,7 @@ class Decider:
         if r.name not in self._costs:
             prices = self.settings.models
             self._costs[r.name] = relative(
-                [blended(p) if (p := prices[m].price) else 0.0 for m in (r.models or {}).values()]
+                [p.blended if (p := prices[m].price) else 0.0 for m in (r.models or {}).values()]
             )
         return self._costs[r.name]
 

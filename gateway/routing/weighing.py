@@ -4,10 +4,11 @@ relative price.
     value(m) = quality(m) - cost_weight * price(m) / price(most expensive model of the router)
 
 A model's price is its blended list price, three input tokens to one output token (USD per
-million tokens, `blended`). Dividing by the router's most expensive model makes the weight read
-the same whatever the currency scale: at `cost_weight` 0.1 a model must be predicted 10 points
-of quality better to be worth the most expensive model's whole price. 0 picks the best predicted
-quality regardless of cost; a large weight picks the cheapest model. A tie goes to the cheaper.
+million tokens, `gateway.settings.prices.Price.blended`). Dividing by the router's most
+expensive model makes the weight read the same whatever the currency scale: at `cost_weight`
+0.1 a model must be predicted 10 points of quality better to be worth the most expensive model's
+whole price. 0 picks the best predicted quality regardless of cost; a large weight picks the
+cheapest model. A tie goes to the cheaper.
 
 `gateway.routing.decider` applies it per request; `calibrate` and `evaluate` apply it to
 held-out data to find and judge weights.
@@ -18,13 +19,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-
-from gateway.settings.prices import Price
-
-
-def blended(price: Price) -> float:
-    """USD per million tokens at three input tokens to one output token (`Price.blended`)."""
-    return price.blended
 
 
 def relative(prices: Sequence[float]) -> np.ndarray:

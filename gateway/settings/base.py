@@ -50,3 +50,19 @@ def http_url(url: Any, name: str) -> str:
     if not isinstance(url, str) or not re.match(r"^https?://[^/\s]+", url):
         raise SettingsError(f"{name}={url!r} must be an http(s) URL such as {DEFAULT_BASE_URL}")
     return url.rstrip("/")
+
+
+def positive(env: Mapping[str, str], var: str, default: float, *, integer: bool = False) -> float:
+    """A number > 0 from the variable (or key) `var` of `env`, else `default`; `SettingsError`
+    naming `var` otherwise."""
+    raw = env.get(var)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw) if integer else float(raw)
+    except ValueError:
+        value = -1
+    if not value > 0 or math.isinf(value):
+        kind = "a positive whole number" if integer else "a positive number of seconds"
+        raise SettingsError(f"{var}={raw!r} must be {kind}")
+    return value

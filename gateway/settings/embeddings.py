@@ -10,12 +10,11 @@ file's values.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
 from classifier.settings import SettingsError
-from gateway.settings.base import http_url
+from gateway.settings.base import http_url, positive
 from gateway.settings.upstreams import Upstream
 from routers.encoders import EmbeddingsApi
 
@@ -51,22 +50,11 @@ def read_embeddings(
     model = env.get("ROUTELLM_EMBEDDINGS_MODEL", "").strip() or section.get("model")
     if model is not None and (not isinstance(model, str) or not model.strip()):
         raise SettingsError(f"embeddings.model {where}: a model name, e.g. {DEFAULT_MODEL}")
-    timeout = _seconds(section.get("timeout"), "embeddings.timeout", DEFAULT_TIMEOUT)
+    given = {"embeddings.timeout": str(section["timeout"])} if "timeout" in section else {}
+    timeout = positive(given, "embeddings.timeout", DEFAULT_TIMEOUT)
     return EmbeddingsApi(
         http_url(url, "ROUTELLM_EMBEDDINGS_URL"),
         model or DEFAULT_MODEL,
         key,
-        _seconds(env.get("ROUTELLM_EMBEDDINGS_TIMEOUT"), "ROUTELLM_EMBEDDINGS_TIMEOUT", timeout),
+        positive(env, "ROUTELLM_EMBEDDINGS_TIMEOUT", timeout),
     )
-
-
-def _seconds(raw: Any, name: str, default: float) -> float:
-    if raw is None or str(raw).strip() == "":
-        return default
-    try:
-        value = float(raw)
-    except (TypeError, ValueError):
-        value = math.nan
-    if isinstance(raw, bool) or not 0 < value < math.inf:
-        raise SettingsError(f"{name}={str(raw)!r} must be a positive number of seconds")
-    return value

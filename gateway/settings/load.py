@@ -9,7 +9,6 @@ file key) and says how to fix it.
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from collections.abc import Mapping
@@ -29,7 +28,7 @@ from gateway.settings.accounts import (
     read_ledger,
     read_quality,
 )
-from gateway.settings.base import DEFAULT_BASE_URL, config_section, http_url
+from gateway.settings.base import DEFAULT_BASE_URL, config_section, http_url, positive
 from gateway.settings.candidates import check_candidates
 from gateway.settings.embeddings import read_embeddings
 from gateway.settings.mf import DEFAULT_PAIR, read_mf_pair
@@ -263,22 +262,22 @@ def load_settings(env: Mapping[str, str], config_path: str | None = None) -> Set
         weak=default_router.weak,
         classifier=ClassifierSettings.from_env(env),
         api_keys=keys,
-        upstream_timeout=_positive(env, "ROUTELLM_UPSTREAM_TIMEOUT", 60.0),
-        connect_timeout=_positive(env, "ROUTELLM_CONNECT_TIMEOUT", 10.0),
+        upstream_timeout=positive(env, "ROUTELLM_UPSTREAM_TIMEOUT", 60.0),
+        connect_timeout=positive(env, "ROUTELLM_CONNECT_TIMEOUT", 10.0),
         max_body_bytes=int(
-            _positive(env, "ROUTELLM_MAX_BODY_BYTES", 20 * 1024 * 1024, integer=True)
+            positive(env, "ROUTELLM_MAX_BODY_BYTES", 20 * 1024 * 1024, integer=True)
         ),
-        max_messages=int(_positive(env, "ROUTELLM_MAX_MESSAGES", 2048, integer=True)),
+        max_messages=int(positive(env, "ROUTELLM_MAX_MESSAGES", 2048, integer=True)),
         classify_skip_tags=_skip_tags(env),
         max_event_bytes=int(
-            _positive(env, "ROUTELLM_MAX_EVENT_BYTES", 16 * 1024 * 1024, integer=True)
+            positive(env, "ROUTELLM_MAX_EVENT_BYTES", 16 * 1024 * 1024, integer=True)
         ),
         max_response_bytes=int(
-            _positive(env, "ROUTELLM_MAX_RESPONSE_BYTES", 64 * 1024 * 1024, integer=True)
+            positive(env, "ROUTELLM_MAX_RESPONSE_BYTES", 64 * 1024 * 1024, integer=True)
         ),
-        max_concurrency=int(_positive(env, "ROUTELLM_MAX_CONCURRENCY", 512, integer=True)),
-        breaker_failures=int(_positive(env, "ROUTELLM_BREAKER_FAILURES", 5, integer=True)),
-        breaker_cooldown=_positive(env, "ROUTELLM_BREAKER_COOLDOWN", 30.0),
+        max_concurrency=int(positive(env, "ROUTELLM_MAX_CONCURRENCY", 512, integer=True)),
+        breaker_failures=int(positive(env, "ROUTELLM_BREAKER_FAILURES", 5, integer=True)),
+        breaker_cooldown=positive(env, "ROUTELLM_BREAKER_COOLDOWN", 30.0),
         log_format=log_format,
         baseline=baseline,
         ledger=read_ledger(env),
@@ -288,13 +287,13 @@ def load_settings(env: Mapping[str, str], config_path: str | None = None) -> Set
         tiers=default_router.tiers,
         routers={ROUTER: default_router, **named},
         conversation_policy=_conversation_policy(env),
-        conversation_ttl=_positive(env, "ROUTELLM_CONVERSATION_TTL", 3600.0),
+        conversation_ttl=positive(env, "ROUTELLM_CONVERSATION_TTL", 3600.0),
         conversation_max_switches=int(
-            _positive(env, "ROUTELLM_CONVERSATION_MAX_SWITCHES", 1, integer=True)
+            positive(env, "ROUTELLM_CONVERSATION_MAX_SWITCHES", 1, integer=True)
         ),
         redis_url=_redis_url(env),
-        redis_timeout=_positive(env, "ROUTELLM_REDIS_TIMEOUT", 0.05),
-        shutdown_grace=_positive(env, "ROUTELLM_SHUTDOWN_GRACE", 30.0),
+        redis_timeout=positive(env, "ROUTELLM_REDIS_TIMEOUT", 0.05),
+        shutdown_grace=positive(env, "ROUTELLM_SHUTDOWN_GRACE", 30.0),
         tracing=_tracing(env),
         embeddings=embeddings,
         mf_model=mf_model,
@@ -364,20 +363,6 @@ def _read_yaml(path: str) -> dict[str, Any]:
             "routers, quality, embeddings"
         )
     return doc
-
-
-def _positive(env: Mapping[str, str], var: str, default: float, *, integer: bool = False) -> float:
-    raw = env.get(var)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = int(raw) if integer else float(raw)
-    except ValueError:
-        value = -1
-    if not value > 0 or math.isinf(value):
-        kind = "a positive whole number" if integer else "a positive number of seconds"
-        raise SettingsError(f"{var}={raw!r} must be {kind}")
-    return value
 
 
 def from_environment(config_path: str | None = None) -> Settings:
