@@ -3,6 +3,7 @@ int8 still separates the planted topics, and the export is cached once."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -37,3 +38,6 @@ def test_onnx_float32_gives_torchs_vectors_and_int8_keeps_the_topics_apart(
     LocalEncoder.load(dtype="float32", cache_root=tmp_path)  # reuses the cached export
     assert sorted(p.name for p in (tmp_path / "encoders").iterdir()) == entries
     assert len(entries) == 2
+    for entry in entries:  # mean pooling reads every position: the last layer stays whole
+        meta = json.loads((tmp_path / "encoders" / entry / "meta.json").read_text())
+        assert meta["first_token_only"] is False
