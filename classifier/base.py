@@ -25,6 +25,13 @@ class ClassifierUnavailable(ClassifierError):
     """The classifier cannot be used at all (missing model, not loaded yet, remote down)."""
 
 
+def first_line(exc: BaseException) -> str:
+    """An exception's first line, at most 200 characters, for one-line error messages."""
+    text = str(exc).strip().splitlines()
+    line = text[0] if text else type(exc).__name__
+    return line if len(line) <= 200 else line[:197] + "..."
+
+
 @dataclass(frozen=True, slots=True)
 class Scores:
     """Probabilities for every label of one text, in the model's label order."""

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 
-from classifier.base import ClassifierUnavailable
+from classifier.base import ClassifierUnavailable, first_line
+from classifier.hub import unreachable
 from classifier.logs import adopt_library_logs
 from classifier.settings import ClassifierSettings
 
@@ -90,7 +91,12 @@ def load_parts(
         torch.set_num_threads(settings.threads)
     adopt_library_logs()  # transformers was just imported: its lines in the process's format
     if not _looks_like_path(source):
-        _fail_fast_without_hub(settings)
+        reason = unreachable(source, "config.json", token=settings.token)
+        if reason is not None:
+            raise ClassifierUnavailable(
+                f"cannot download classifier model {settings.model!r}: {reason} and the model "
+                f"is not in the local cache: {FIX_HINT}"
+            )
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, token=settings.token)
         config = AutoConfig.from_pretrained(source, token=settings.token)
@@ -245,35 +251,6 @@ def _pick_device(settings: ClassifierSettings) -> torch.device:
     return torch.device("cuda" if use_cuda else "cpu")
 
 
-def _fail_fast_without_hub(settings: ClassifierSettings) -> None:
-    """Raise `ClassifierUnavailable` at once when hub id `settings.model` is not in the local
-    cache and the hub cannot be reached: huggingface_hub would otherwise retry each file with
-    backoff (about 25 s a file, two files) before the same conclusion. One HEAD request, no
-    retries, `HF_HUB_ETAG_TIMEOUT` seconds at most; a hub that answers, even with an error (404,
-    401), leaves the load to say what it found."""
-    from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url, try_to_load_from_cache
-    from huggingface_hub.errors import HfHubHTTPError
-
-    if constants.HF_HUB_OFFLINE:  # the hub library fails fast on its own
-        return
-    if isinstance(try_to_load_from_cache(settings.model, "config.json"), str):
-        return  # cached: an unreachable hub falls back to the cache without retrying
-    try:
-        get_hf_file_metadata(
-            hf_hub_url(settings.model, "config.json"),
-            token=settings.token,
-            timeout=constants.HF_HUB_ETAG_TIMEOUT,
-        )
-    except HfHubHTTPError:
-        return
-    except Exception as exc:  # DNS, refused, timeout, TLS: the hub is out of reach
-        raise ClassifierUnavailable(
-            f"cannot download classifier model {settings.model!r}: the Hugging Face hub is "
-            f"unreachable ({type(exc).__name__}: {first_line(exc)}) and the model is not in the "
-            f"local cache: {FIX_HINT}"
-        ) from exc
-
-
 def _looks_like_path(source: str) -> bool:
     # Hub ids are "org/name"; anything absolute, relative-dotted, home-relative or with more
     # than one slash can only be a directory.
@@ -285,18 +262,11 @@ def _looks_like_path(source: str) -> bool:
     )
 
 
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    line = text[0] if text else type(exc).__name__
-    return line if len(line) <= 200 else line[:197] + "..."
-
-
 __all__ = [
     "FIX_HINT",
     "OrtRunner",
     "Runner",
     "TorchRunner",
     "cuda_wanted",
-    "first_line",
     "load_parts",
 ]

@@ -35,10 +35,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from classifier.base import ClassifierUnavailable, Scores
+from classifier.base import ClassifierUnavailable, Scores, first_line
 from classifier.batching import MicroBatcher
 from classifier.cpu import CpuFeatures, DtypeChoice, choose_dtype, detect_cpu_features
-from classifier.loading import FIX_HINT, Runner, cuda_wanted, first_line, load_parts
+from classifier.loading import FIX_HINT, Runner, cuda_wanted, load_parts
 from classifier.settings import ClassifierSettings
 
 if TYPE_CHECKING:

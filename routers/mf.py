@@ -34,8 +34,9 @@ from typing import Any
 import httpx
 import numpy as np
 
-from classifier.base import ClassifierError, ClassifierUnavailable, Scores
+from classifier.base import ClassifierError, ClassifierUnavailable, Scores, first_line
 from classifier.batching import MicroBatcher
+from classifier.hub import unreachable
 from routers.embedding import RouterOptions
 from routers.encoders import EmbeddingsApi, RemoteEncoder
 from routers.manifest import Manifest, RouterDirectoryError
@@ -320,14 +321,19 @@ def resolve(source: str) -> Path:
         return Path(source)
     from huggingface_hub import snapshot_download
 
+    fix = (
+        f"download it where the hub can be reached (`hf download {source} --local-dir DIR`) "
+        "and set ROUTELLM_MF_MODEL=DIR"
+    )
+    if reason := unreachable(source, CONFIG):
+        raise RouterDirectoryError(
+            f"the MF checkpoint {source!r} cannot be downloaded: {reason}: {fix}"
+        )
     try:
         where = snapshot_download(source, allow_patterns=[CONFIG, *WEIGHTS])
     except Exception as exc:  # the hub client raises many kinds: offline, 404, auth, disk
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise RouterDirectoryError(
-            f"the MF checkpoint {source!r} could not be downloaded ({first}): download it where "
-            f"the hub can be reached (`hf download {source} --local-dir DIR`) and set "
-            "ROUTELLM_MF_MODEL=DIR"
+            f"the MF checkpoint {source!r} could not be downloaded ({first_line(exc)}): {fix}"
         ) from None
     return Path(where)
 

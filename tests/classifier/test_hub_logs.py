@@ -1,5 +1,6 @@
-"""A hub id this machine cannot fetch, in the real CLIs: one clear error at once, not minutes of
-huggingface_hub's retries, and every library line printed once, in the process's log format.
+"""A hub id this machine cannot fetch, in the real CLIs (and for the routers' sentence encoder and
+MF checkpoint): one clear error at once, not minutes of huggingface_hub's retries, and every
+library line printed once, in the process's log format.
 
 The hub is unreachable two ways: `HF_ENDPOINT` at a loopback port nobody listens on (refused,
 on any machine), and the default endpoint with `HF_HUB_OFFLINE` unset (this test machine has no
@@ -115,3 +116,41 @@ def test_library_warnings_print_once_in_the_process_format() -> None:
     assert [TEXT_LINE.match(line) is not None for line in lines] == [True, True], lines
     assert lines[0].endswith("WARNING huggingface_hub.utils._http from the hub")
     assert lines[1].endswith("WARNING transformers.tokenization_utils_base from transformers")
+
+
+@pytest.mark.parametrize(
+    ("load", "expected"),
+    [
+        pytest.param(
+            "from routers.encoders import LocalEncoder; LocalEncoder.load(MODEL)",
+            "cannot download the sentence encoder",
+            id="sentence-encoder",
+        ),
+        pytest.param(
+            "from routers.mf import resolve; resolve(MODEL)",
+            "the MF checkpoint",
+            id="mf-checkpoint",
+        ),
+    ],
+)
+def test_routers_hub_loads_fail_at_once_with_the_fix(
+    tmp_path: Path, load: str, expected: str
+) -> None:
+    env = hub_env(tmp_path, closed_endpoint(), "text")
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+    script = f"MODEL = {MODEL!r}\n{load.replace('; ', chr(10))}"
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,  # a safety net; huggingface_hub's retries took about 25 s a file
+        check=False,
+    )
+    lines = (done.stdout + done.stderr).splitlines()
+    assert done.returncode == 1, lines
+    error = lines[-1]
+    assert expected in error, lines
+    assert "hub is unreachable" in error
+    assert "ROUTELLM_MF_MODEL=DIR" in error or "local directory" in error
+    assert not any("Retrying in" in line or "thrown while requesting" in line for line in lines)
