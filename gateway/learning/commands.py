@@ -186,7 +186,9 @@ def _on_demand(settings: Settings, checkpoint: str, dtype: DtypeSetting | None) 
     return OnDemand(own)
 
 
-def _fit_arguments(parser: argparse.ArgumentParser, epochs: float, learning_rate: float) -> None:
+def _fit_arguments(
+    parser: argparse.ArgumentParser, epochs: float, learning_rate: float, patience: int = 1
+) -> None:
     parser.add_argument("--out", type=Path, required=True, help="the checkpoint directory")
     parser.add_argument("--holdout", type=float, default=0.2, help="held-out share (0.2)")
     parser.add_argument("--epochs", type=float, default=epochs, help=f"most epochs ({epochs:g})")
@@ -195,7 +197,12 @@ def _fit_arguments(parser: argparse.ArgumentParser, epochs: float, learning_rate
         "--learning-rate", type=float, default=learning_rate, help=f"step size ({learning_rate:g})"
     )
     parser.add_argument("--max-length", type=int, default=512, help="tokens read per prompt")
-    parser.add_argument("--patience", type=int, default=1, help="epochs without a better loss")
+    parser.add_argument(
+        "--patience",
+        type=int,
+        default=patience,
+        help=f"epochs without a better held-out loss before stopping ({patience})",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the split and training (0)")
     parser.add_argument(
         "--device",
@@ -312,10 +319,11 @@ def distil_main(argv: Sequence[str]) -> int:
     parser.add_argument(
         "--speed-prompts", type=int, default=128, help="prompts timed per speed figure (0: none)"
     )
-    _fit_arguments(parser, epochs=3.0, learning_rate=5e-5)
-    ns = parser.parse_args(argv)
-    from gateway.learning.distil import DistilOptions, distil
+    from gateway.learning.distil import DISTIL_FIT, DistilOptions, distil
     from gateway.learning.examples import read_prompts
+
+    _fit_arguments(parser, DISTIL_FIT.epochs, DISTIL_FIT.learning_rate, DISTIL_FIT.patience)
+    ns = parser.parse_args(argv)
 
     try:
         prompts = [p for path in ns.prompts for p in read_prompts(path)]

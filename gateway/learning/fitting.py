@@ -5,9 +5,12 @@ loss has not improved for `patience` epochs, a seed, and Trainer's progress bar 
 
     result = fit(model, tokenizer, train_rows, held_rows, options)                # hard labels
     result = fit(model, tokenizer, train_rows, held_rows, options, soft=loss)     # teacher targets
+    result = fit(..., soft=loss, score=agreement)   # best epoch by a held-out score, not the loss
 
 A row is `{"text": str, "labels": int}`, or with `soft`, `{"text": str, "targets": [...]}`, and
-`soft(logits, targets)` is the loss (`distil`'s, on the teacher's log-probabilities).
+`soft(outputs, targets)` is the loss (`distil`'s, on the teacher's log-probabilities and state).
+`score(logits, targets)` (numpy, every held-out row) is a figure where higher is better; given
+one, the epoch kept and early stopping follow it instead of the held-out loss.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ __all__ = [
     "LABELS",
     "FitOptions",
     "FitResult",
+    "HeldScore",
     "SoftLoss",
     "fit",
     "probabilities",
@@ -60,6 +64,8 @@ class FitResult:
     """The held-out loss after each epoch."""
     stopped_early: bool
     device: str
+    held_scores: tuple[float, ...] = ()
+    """`score`'s figure after each epoch, when `fit` was given one."""
 
 
 def resolve_device(device: Device) -> str:
@@ -108,7 +114,10 @@ def _collator(tokenizer: Any, max_length: int) -> Any:
 
 
 SoftLoss = Callable[[Any, Any], Any]
-"""`(logits, targets) -> loss`: the student's logits and the teacher's targets, both tensors."""
+"""`(outputs, targets) -> loss`: the student's outputs (`.logits`, and `.hidden_states`, every
+layer's) and the teacher's targets, a tensor of one row per text."""
+HeldScore = Callable[[np.ndarray, np.ndarray], float]
+"""`(logits, targets) -> figure`, higher is better, over every held-out row (numpy arrays)."""
 
 
 def _trainer_class(soft: SoftLoss | None) -> Any:
@@ -140,9 +149,10 @@ def _trainer_class(soft: SoftLoss | None) -> Any:
             num_items_in_batch: Any = None,
         ) -> Any:
             targets = inputs.pop("targets")
-            outputs = model(**inputs)
-            loss = loss_of(outputs.logits.float(), targets)
-            return (loss, outputs) if return_outputs else loss
+            outputs = model(**inputs, output_hidden_states=True)
+            loss = loss_of(outputs, targets)
+            # Held-out figures read the logits only: every layer's states stay out of them.
+            return (loss, {"logits": outputs.logits}) if return_outputs else loss
 
     return SoftTargets
 
@@ -156,9 +166,10 @@ def fit(
     *,
     work_dir: Path,
     soft: SoftLoss | None = None,
+    score: HeldScore | None = None,
 ) -> FitResult:
-    """Train `model` in place; afterwards it holds the epoch of the lowest held-out loss.
-    `work_dir` takes Trainer's checkpoints and is removed at the end."""
+    """Train `model` in place; afterwards it holds the epoch of the lowest held-out loss (or of
+    the highest `score`). `work_dir` takes Trainer's checkpoints and is removed at the end."""
     from transformers import EarlyStoppingCallback, TrainingArguments
 
     device = resolve_device(options.device)
@@ -174,8 +185,8 @@ def fit(
         save_strategy="epoch",
         save_total_limit=1,
         load_best_model_at_end=True,
-        metric_for_best_model="eval_loss",
-        greater_is_better=False,
+        metric_for_best_model="eval_loss" if score is None else "eval_score",
+        greater_is_better=score is not None,
         logging_strategy="epoch",
         report_to="none",
         disable_tqdm=not options.progress,
@@ -190,15 +201,18 @@ def fit(
         train_dataset=_Rows(train_rows),
         eval_dataset=_Rows(held_rows),
         data_collator=_collator(tokenizer, options.max_length),
+        compute_metrics=None if score is None else _held_score(score),
         callbacks=[EarlyStoppingCallback(early_stopping_patience=options.patience)],
     )
     try:
         trainer.train()
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
-    losses = tuple(float(e["eval_loss"]) for e in trainer.state.log_history if "eval_loss" in e)
+    history = trainer.state.log_history
+    losses = tuple(float(e["eval_loss"]) for e in history if "eval_loss" in e)
+    scores = tuple(float(e["eval_score"]) for e in history if "eval_score" in e)
     epochs_run = float(trainer.state.epoch or 0.0)
-    best = int(np.argmin(losses)) if losses else None
+    best = int(np.argmax(scores)) if scores else int(np.argmin(losses)) if losses else None
     return FitResult(
         epochs_run=epochs_run,
         best_epoch=float(best + 1) if best is not None else None,
@@ -206,7 +220,16 @@ def fit(
         held_losses=losses,
         stopped_early=epochs_run < options.epochs - 1e-9,
         device=device,
+        held_scores=scores,
     )
+
+
+def _held_score(score: HeldScore) -> Callable[[Any], dict[str, float]]:
+    def compute_metrics(prediction: Any) -> dict[str, float]:
+        logits, targets = prediction.predictions, prediction.label_ids
+        return {"score": float(score(np.asarray(logits), np.asarray(targets)))}
+
+    return compute_metrics
 
 
 def train_top_layers(model: Any, layers: int) -> None:

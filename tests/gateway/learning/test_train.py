@@ -1,6 +1,7 @@
 """`train` and `distil` on small generated data with the real transformers classes: early stopping
 on the held-out loss, a checkpoint that loads and routes in the gateway as `ROUTELLM_BERT_MODEL`,
-its model card, the CLI, and a student that agrees with its teacher."""
+its model card, the CLI, and a student that agrees with its teacher (every epoch run, the one
+ranking held-out prompts most like the teacher kept)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ import json
 import random
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
+import numpy as np
 import pytest
 import torch
 from transformers import AutoModelForSequenceClassification
@@ -20,7 +23,14 @@ from classifier.settings import ClassifierSettings
 from classifier.synthetic import build_checkpoint
 from gateway import cli
 from gateway.app import create_app
-from gateway.learning.distil import DistilOptions, decision_loss, distil, from_teacher
+from gateway.learning.distil import (
+    DistilOptions,
+    decision_loss,
+    decision_rank,
+    distil,
+    from_teacher,
+    student_loss,
+)
 from gateway.learning.examples import Example
 from gateway.learning.fitting import FitOptions
 from gateway.learning.train import TrainOptions, split, train
@@ -161,6 +171,11 @@ def test_a_student_from_every_other_layer_agrees_with_its_teacher(
     # user gets without choosing any.
     result = distil(str(trained), prompts, DistilOptions(tmp_path / "student", speed_prompts=16))
     assert (result.teacher_layers, result.student_layers, result.held_out) == (4, 2, 32)
+    # Every epoch runs, and the one kept is the one ranking the held-out prompts most like the
+    # teacher, not the one of least loss.
+    fitted = result.fitted
+    assert (fitted.epochs_run, fitted.stopped_early, len(fitted.held_scores)) == (6.0, False, 6)
+    assert fitted.best_epoch == 1 + max(range(6), key=fitted.held_scores.__getitem__)
     # Measured on this data: 1.0 at each share and a largest change of 0.006; the floors leave
     # room for other CPUs' arithmetic.
     for share in ("0.25", "0.5", "0.75"):
@@ -170,6 +185,32 @@ def test_a_student_from_every_other_layer_agrees_with_its_teacher(
     assert all(v > 0 for v in result.speed.values())
     loaded = LocalClassifier.load(ClassifierSettings(model=str(tmp_path / "student")))
     asyncio.run(loaded.aclose())
+
+
+def test_the_decision_rank_is_the_rank_correlation_of_p0_whatever_the_other_labels() -> None:
+    teacher = np.log(np.array([[0.10, 0.5, 0.4], [0.20, 0.4, 0.4], [0.15, 0.8, 0.05]]))
+    # The student's logits: same order of P(LABEL_0) (0.1 < 0.15 < 0.2) on another scale, with
+    # LABEL_1 and LABEL_2 split otherwise: a perfect ranking.
+    alike = np.log(np.array([[0.3, 0.1, 0.6], [0.9, 0.05, 0.05], [0.5, 0.4, 0.1]])) + 7.0
+    assert decision_rank(alike, teacher) == pytest.approx(1.0)
+    assert decision_rank(alike[[1, 0, 2]], teacher) == pytest.approx(-1.0)  # reversed
+
+
+def test_the_student_loss_adds_the_state_error_relative_to_the_teachers_spread() -> None:
+    log_p = torch.log(torch.tensor([[0.2, 0.5, 0.3], [0.6, 0.3, 0.1]]))
+    teacher_state = torch.tensor([[1.0, -1.0, 3.0], [0.0, 2.0, -2.0]])
+    targets = torch.cat([log_p, teacher_state], dim=1)
+
+    def outputs(state: torch.Tensor) -> SimpleNamespace:
+        # hidden_states[-1][:, 0]: the last layer's first token, as a classifier head reads it
+        return SimpleNamespace(logits=log_p, hidden_states=(None, state.unsqueeze(1)))
+
+    same = float(student_loss(outputs(teacher_state), targets))
+    assert same == pytest.approx(float(decision_loss(log_p, log_p)), rel=1e-6)
+    off = float(student_loss(outputs(teacher_state + 0.5), targets))
+    assert off - same == pytest.approx(0.25 / float(teacher_state.var()), rel=1e-5)
+    # A student from another base has its own state size: its targets are the three alone.
+    assert float(student_loss(outputs(torch.zeros(2, 5)), log_p)) == pytest.approx(same)
 
 
 def test_the_decision_loss_pulls_as_hard_on_a_crowded_p0_as_on_a_spread_one() -> None:
