@@ -47,10 +47,10 @@ __all__ = [
     "decision_loss",
     "decision_rank",
     "distil",
-    "first_token_states",
     "from_teacher",
     "speed",
     "student_loss",
+    "teacher_targets",
 ]
 
 # Six epochs, every one run, the one whose ranking of P(LABEL_0) is most like the teacher's kept
@@ -157,17 +157,25 @@ def student_loss(outputs: Any, targets: Any) -> Any:
     return loss
 
 
-def first_token_states(
-    model: Any, tokenizer: Any, texts: Sequence[str], max_length: int, batch_size: int = 32
+def teacher_targets(
+    model: Any,
+    tokenizer: Any,
+    texts: Sequence[str],
+    max_length: int,
+    *,
+    states: bool,
+    batch_size: int = 32,
 ) -> np.ndarray:
-    """The last layer's state of each text's first token (what a classifier head reads), in
-    batches of like lengths, in `texts`' order."""
+    """One row per text, in `texts`' order: the teacher's three log-probabilities and, with
+    `states`, its last-layer state of the first token (what its head reads), from one pass in
+    batches of like lengths."""
     import torch
 
     model.eval()
     device = next(model.parameters()).device
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    out = np.zeros((len(texts), int(model.config.hidden_size)), dtype=np.float32)
+    width = 3 + (int(model.config.hidden_size) if states else 0)
+    out = np.zeros((len(texts), width), dtype=np.float32)
     with torch.inference_mode():
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
@@ -178,8 +186,10 @@ def first_token_states(
                 padding=True,
                 return_tensors="pt",
             ).to(device)
-            states = model(**batch, output_hidden_states=True).hidden_states[-1][:, 0]
-            out[rows] = states.float().cpu().numpy()
+            outputs = model(**batch, output_hidden_states=states)
+            log_p = torch.log_softmax(outputs.logits.float(), dim=-1)
+            parts = [log_p, outputs.hidden_states[-1][:, 0].float()] if states else [log_p]
+            out[rows] = torch.cat(parts, dim=1).cpu().numpy()
     return out
 
 
@@ -227,18 +237,18 @@ def distil(teacher_dir: str, prompts: Sequence[str], options: DistilOptions) -> 
     order = [prompts[i] for i in np.random.default_rng(options.fit.seed).permutation(len(prompts))]
     cut = max(1, round(len(order) * options.holdout))
     held, kept = order[:cut], order[cut:]
-    targets = by_length(teacher, teacher_tokenizer, order, options.fit.max_length)
-    log_targets = np.log(np.maximum(targets, np.finfo(np.float32).tiny))
+    # A student built from the teacher has its head and state size: it also learns the state
+    # that head reads (`student_loss`).
+    from_itself = options.base is None
+    log_targets = teacher_targets(
+        teacher, teacher_tokenizer, order, options.fit.max_length, states=from_itself
+    )
     teacher_layers = int(teacher.config.num_hidden_layers)
-    if options.base is not None:
-        student, tokenizer = load_base(options.base)
-    else:  # from the teacher already loaded: a base-size model is not read twice
+    if from_itself:  # from the teacher already loaded: a base-size model is not read twice
         student, _ = from_teacher(teacher, options.layers)
         tokenizer = teacher_tokenizer
-        # Built from the teacher, the student has its head and state size: it also learns the
-        # state that head reads (`student_loss`).
-        states = first_token_states(teacher, teacher_tokenizer, order, options.fit.max_length)
-        log_targets = np.concatenate([log_targets, states], axis=1)
+    else:
+        student, tokenizer = load_base(str(options.base))
     del teacher
     student.to(device)
 
@@ -258,7 +268,7 @@ def distil(teacher_dir: str, prompts: Sequence[str], options: DistilOptions) -> 
         score=decision_rank,
     )
     student_p0 = by_length(student, tokenizer, held, options.fit.max_length)[:, 0]
-    teacher_p0 = targets[:cut, 0]
+    teacher_p0 = np.exp(log_targets[:cut, 0])
     student.save_pretrained(options.out)
     tokenizer.save_pretrained(options.out)
     result = DistilResult(

@@ -5,7 +5,7 @@ loss has not improved for `patience` epochs, a seed, and Trainer's progress bar 
 
     result = fit(model, tokenizer, train_rows, held_rows, options)                # hard labels
     result = fit(model, tokenizer, train_rows, held_rows, options, soft=loss)     # teacher targets
-    result = fit(..., soft=loss, score=agreement)   # best epoch by a held-out score, not the loss
+    result = fit(..., soft=loss, score=rank)    # the best epoch by a held-out score, not the loss
 
 A row is `{"text": str, "labels": int}`, or with `soft`, `{"text": str, "targets": [...]}`, and
 `soft(outputs, targets)` is the loss (`distil`'s, on the teacher's log-probabilities and state).
