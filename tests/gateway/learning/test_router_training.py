@@ -67,6 +67,17 @@ def train(planted: Path, out: Path, cache: Path, *more: str) -> int:
     )
 
 
+def trained_knn(
+    planted: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> tuple[Path, Path]:
+    """A kNN router (k = 8) trained on the planted data, and its embedding cache; what the
+    training printed is read away."""
+    out, cache = tmp_path / "router", tmp_path / "cache"
+    assert train(planted, out, cache, "--head", "knn", "--k", "8") == 0
+    capsys.readouterr()
+    return out, cache
+
+
 @pytest.mark.parametrize("head", ["knn", "linear"])
 async def test_train_writes_a_router_that_routes_each_topic_to_its_model(
     planted: Path, tmp_path: Path, head: str, capsys: pytest.CaptureFixture[str]
@@ -164,9 +175,7 @@ def test_evaluate_and_calibrate_a_trained_router(
 def test_two_models_also_get_apgr(
     planted: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    out, cache = tmp_path / "router", tmp_path / "cache"
-    assert train(planted, out, cache, "--head", "knn", "--k", "8") == 0
-    capsys.readouterr()
+    out, cache = trained_knn(planted, tmp_path, capsys)
     status = main(
         [
             "evaluate",
@@ -226,9 +235,7 @@ def test_bad_input_is_one_line_with_the_fix(
 def test_prices_can_come_from_the_gateway_config(
     planted: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    out, cache = tmp_path / "router", tmp_path / "cache"
-    assert train(planted, out, cache, "--head", "knn", "--k", "8") == 0
-    capsys.readouterr()
+    out, cache = trained_knn(planted, tmp_path, capsys)
     config = tmp_path / "gateway.yaml"
     lines = ["upstreams:", "  local: {base_url: 'http://127.0.0.1:9/v1'}", "models:"]
     lines += [

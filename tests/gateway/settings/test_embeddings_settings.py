@@ -26,11 +26,16 @@ def config(tmp_path: Path, embeddings: dict[str, Any]) -> str:
     return str(path)
 
 
+def api_fields(env: dict[str, str], path: str) -> tuple[str, str | None, str, float]:
+    """The embeddings API the settings load: URL, key, model and timeout."""
+    api = load_settings(env, path).embeddings
+    assert api is not None
+    return (api.url, api.api_key, api.model, api.timeout)
+
+
 def test_an_upstream_lends_its_url_and_key_and_the_variables_override(tmp_path: Path) -> None:
     path = config(tmp_path, {"upstream": "openai", "model": "text-embedding-3-large", "timeout": 2})
-    api = load_settings({}, path).embeddings
-    assert api is not None
-    assert (api.url, api.api_key, api.model, api.timeout) == (
+    assert api_fields({}, path) == (
         "https://api.openai.com/v1",
         "sk-file",
         "text-embedding-3-large",
@@ -41,9 +46,7 @@ def test_an_upstream_lends_its_url_and_key_and_the_variables_override(tmp_path: 
         "ROUTELLM_EMBEDDINGS_API_KEY": "tei-key",
         "ROUTELLM_EMBEDDINGS_TIMEOUT": "0.5",
     }
-    api = load_settings(env, path).embeddings
-    assert api is not None
-    assert (api.url, api.api_key, api.model, api.timeout) == (
+    assert api_fields(env, path) == (
         "http://127.0.0.1:8080/v1",
         "tei-key",
         "text-embedding-3-large",
