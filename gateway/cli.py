@@ -16,6 +16,7 @@ from classifier.base import ClassifierError
 from classifier.logs import configure_logging, logging_config
 from classifier.settings import SettingsError
 from gateway.settings.load import Settings, load_settings
+from gateway.settings.routing import ROUTER
 from routers.mf import DEFAULT_MF_MODEL
 
 
@@ -280,7 +281,10 @@ def _calibrate_from_ledger(config: str | None, since_text: str | None, share: fl
         print("routellm-gateway calibrate: the ledger has no classified requests", file=sys.stderr)
         return 2
     print(f"{threshold:.5f}")
-    print(f"# {count} classified requests in the ledger; model 'router-bert-{threshold:.5f}'")
+    print(
+        f"# {count} requests classified by the default router in the ledger; "
+        f"model 'router-bert-{threshold:.5f}'"
+    )
     print(f"# {'threshold':>9}  {'strong':>7}  {'cost USD':>10}  {'saved':>6}")
     for item in table:
         cost = "unknown" if item["cost_usd"] is None else f"{item['cost_usd']:.4f}"
@@ -343,12 +347,14 @@ async def _ledger_table(
 
     ledger = Ledger.open(settings)
     try:
-        rates = await reports.win_rates(ledger, since)
+        # 'router-bert-<t>' is the gateway's own router: MF's and named routers' scores are
+        # on other scales.
+        rates = await reports.win_rates(ledger, since, router=ROUTER)
         if not rates:
             return None, [], 0
         threshold = float(np.quantile(np.array(rates), 1.0 - share))
         nearby = sorted({min(max(threshold + d, 0.0), 1.0) for d in (-0.1, -0.05, 0, 0.05, 0.1)})
-        table = [await reports.what_if(ledger, t, since) for t in nearby]
+        table = [await reports.what_if(ledger, t, since, router=ROUTER) for t in nearby]
     finally:
         await ledger.aclose()
     return threshold, table, len(rates)

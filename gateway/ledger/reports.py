@@ -36,6 +36,7 @@ from gateway.ledger.writer import (
     verdicts,
 )
 from gateway.settings.prices import Price
+from gateway.settings.routing import ROUTER
 
 __all__ = [
     "dashboard",
@@ -75,9 +76,12 @@ async def savings(ledger: Ledger, since: float | None = None) -> dict[str, Any]:
     return await asyncio.to_thread(_savings, ledger, since)
 
 
-async def what_if(ledger: Ledger, threshold: float, since: float | None = None) -> dict[str, Any]:
-    """Strong share and cost had the win-rate rule used `threshold` on the recorded traffic."""
-    return await asyncio.to_thread(_what_if, ledger, threshold, since)
+async def what_if(
+    ledger: Ledger, threshold: float, since: float | None = None, router: str | None = None
+) -> dict[str, Any]:
+    """Strong share and cost had the win-rate rule used `threshold` on the recorded traffic
+    (with `router`, that router's decisions only: `of_router`)."""
+    return await asyncio.to_thread(_what_if, ledger, threshold, since, router)
 
 
 async def dashboard(
@@ -89,9 +93,12 @@ async def dashboard(
     return await asyncio.to_thread(_dashboard, ledger, since, buckets)
 
 
-async def win_rates(ledger: Ledger, since: float | None = None) -> list[float]:
-    """P(LABEL_0) of every classified request since `since` (for calibration)."""
-    return await asyncio.to_thread(_win_rates, ledger, since)
+async def win_rates(
+    ledger: Ledger, since: float | None = None, router: str | None = None
+) -> list[float]:
+    """P(LABEL_0) of every classified request since `since` (for calibration); with `router`,
+    of that router's decisions only (`of_router`)."""
+    return await asyncio.to_thread(_win_rates, ledger, since, router)
 
 
 async def export(
@@ -191,6 +198,19 @@ def _select(*columns: Any, since: float | None) -> sa.Select[Any]:
     return query
 
 
+def of_router(query: sa.Select[Any], router: str | None) -> sa.Select[Any]:
+    """`query` limited to the decisions of `router` (a ledger row's `router`: `router` for the
+    gateway's own BERT router, `router-mf` for RouteLLM's MF router, else a name under
+    `routers:`), whose scores are each on their own scale. Rows written before the ledger named
+    routers count as the default router's. None: every router's."""
+    if router is None:
+        return query
+    column = decisions.c.router
+    if router == ROUTER:
+        return query.where(sa.or_(column == router, column.is_(None)))
+    return query.where(column == router)
+
+
 def _decisions(ledger: Ledger, limit: int, since: float | None) -> list[DecisionRow]:
     ledger.ensure_schema()
     query = _select(*(decisions.c[name] for name in ROW_FIELDS), since=since)
@@ -244,7 +264,7 @@ def _switches(ledger: Ledger, since: float | None) -> dict[str, Any]:
     return {"model_switches": switches, "cache_lost_usd": lost}
 
 
-def _rows_for_analysis(ledger: Ledger, since: float | None) -> list[Any]:
+def _rows_for_analysis(ledger: Ledger, since: float | None, router: str | None = None) -> list[Any]:
     c = decisions.c
     query = _select(
         c.created,
@@ -261,14 +281,17 @@ def _rows_for_analysis(ledger: Ledger, since: float | None) -> list[Any]:
         c.first_byte_ms,
         since=since,
     )
-    query = query.order_by(c.created.desc()).limit(DASHBOARD_ROWS)
+    query = of_router(query, router).order_by(c.created.desc()).limit(DASHBOARD_ROWS)
     with ledger.engine.connect() as conn:
         return list(conn.execute(query))
 
 
-def _what_if(ledger: Ledger, threshold: float, since: float | None) -> dict[str, Any]:
+def _what_if(
+    ledger: Ledger, threshold: float, since: float | None, router: str | None
+) -> dict[str, Any]:
     ledger.ensure_schema()
-    return what_if_report(_rows_for_analysis(ledger, since), threshold, _rule_prices(ledger))
+    rows = _rows_for_analysis(ledger, since, router)
+    return what_if_report(rows, threshold, _rule_prices(ledger))
 
 
 def _rule_prices(ledger: Ledger) -> tuple[Price | None, Price | None]:
@@ -278,9 +301,10 @@ def _rule_prices(ledger: Ledger) -> tuple[Price | None, Price | None]:
     return (strong.price if strong else None, weak.price if weak else None)
 
 
-def _win_rates(ledger: Ledger, since: float | None) -> list[float]:
+def _win_rates(ledger: Ledger, since: float | None, router: str | None) -> list[float]:
     ledger.ensure_schema()
     query = _select(decisions.c.win_rate, since=since).where(decisions.c.win_rate.is_not(None))
+    query = of_router(query, router)
     with ledger.engine.connect() as conn:
         return [float(v) for (v,) in conn.execute(query)]
 

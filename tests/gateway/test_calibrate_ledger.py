@@ -22,9 +22,15 @@ def test_threshold_and_nearby_table_from_the_ledger(
     env = {"ROUTELLM_LEDGER": str(tmp_path / "l.db"), "ROUTELLM_PRICES": PRICES}
     rates = [0.05, 0.12, 0.3, 0.33, 0.41, 0.5, 0.62, 0.7, 0.88, 0.95]
     ledger = Ledger.open(load_settings(env))
-    for rate in rates:
-        ledger.record(row("gpt-4o" if rate >= 0.5 else "gpt-4o-mini", rate))
+    for i, rate in enumerate(rates):
+        # rows from before the ledger named routers count as the default router's
+        named = {"router": "router"} if i % 2 else {}
+        ledger.record(row("gpt-4o" if rate >= 0.5 else "gpt-4o-mini", rate, **named))
     ledger.record(row("gpt-4o-mini", None, reason="direct"))  # no score: not part of calibration
+    # other routers' scores are on other scales: MF's win rates, a named router's checkpoint
+    for _ in range(6):
+        ledger.record(row("gpt-4o", 0.99, router="router-mf", requested="router-mf-0.5"))
+    ledger.record(row("gpt-4o", 0.97, router="tuned", requested="tuned"))
     asyncio.run(ledger.aclose())
     for key, value in env.items():
         monkeypatch.setenv(key, value)
@@ -33,7 +39,7 @@ def test_threshold_and_nearby_table_from_the_ledger(
     out = capsys.readouterr().out.splitlines()
     expected = float(np.quantile(rates, 0.7))
     assert out[0] == f"{expected:.5f}"
-    assert "10 classified requests" in out[1]
+    assert "10 requests classified by the default router" in out[1]
     table = [line.split() for line in out[3:]]
     thresholds = [float(cells[0]) for cells in table]
     assert thresholds == sorted(thresholds)
