@@ -18,7 +18,7 @@ from pathlib import Path
 from classifier.base import Classifier, ClassifierError
 from classifier.settings import DtypeSetting, SettingsError
 from gateway.learning.evaluate import OnDemand, RouterReport
-from gateway.learning.examples import Read, read_all, read_excluded
+from gateway.learning.examples import Read, exclude_argument, read_all, read_excluded
 from gateway.learning.fitting import FitOptions
 from gateway.settings.load import Settings, load_settings
 
@@ -46,14 +46,7 @@ def _data_arguments(parser: argparse.ArgumentParser, strong_required: bool) -> N
     )
     parser.add_argument("--weak", required=strong_required, help="the data's name for the weak")
     parser.add_argument("--questions", type=Path, help="MT-Bench's question.jsonl")
-    parser.add_argument(
-        "--exclude",
-        type=Path,
-        nargs="*",
-        default=[],
-        metavar="FILE",
-        help="prompts to drop, e.g. RouteLLM's contaminated_prompts.jsonl",
-    )
+    exclude_argument(parser)
 
 
 def _read(ns: argparse.Namespace, strong: str, weak: str) -> Read:

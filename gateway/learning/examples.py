@@ -26,6 +26,7 @@ Every other column of a row that holds a string is a key `split` can hold out by
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import csv
 import json
@@ -83,6 +84,18 @@ class Read:
     """Rows whose prompt is listed in an `exclude` file (contaminated prompts)."""
     files: tuple[tuple[str, int], ...] = ()
     """Each file read and how many examples it gave."""
+
+
+def exclude_argument(parser: argparse.ArgumentParser) -> None:
+    """`--exclude FILE...`, read by `read_excluded` (train, evaluate and their many-model twins)."""
+    parser.add_argument(
+        "--exclude",
+        type=Path,
+        nargs="*",
+        default=[],
+        metavar="FILE",
+        help="prompts to drop, e.g. RouteLLM's contaminated_prompts.jsonl",
+    )
 
 
 def read_excluded(paths: Iterable[Path]) -> frozenset[str]:

@@ -19,7 +19,7 @@ import numpy as np
 from classifier.base import ClassifierError
 from classifier.settings import SettingsError
 from gateway.learning.evaluate import RouterReport
-from gateway.learning.examples import read_excluded
+from gateway.learning.examples import exclude_argument, read_excluded
 from gateway.learning.heads_fit import DEFAULT, HeadSpec
 from gateway.learning.matrix import Matrix, ModelColumns, parse_models, read_matrix
 from gateway.learning.prices import blended_prices, configured_prices, read_prices_csv
@@ -51,14 +51,7 @@ def data_arguments(parser: argparse.ArgumentParser) -> None:
         "--data", type=Path, nargs="+", required=True, metavar="FILE", help=DATA_HELP
     )
     parser.add_argument("--models", required=True, help=MODELS_HELP)
-    parser.add_argument(
-        "--exclude",
-        type=Path,
-        nargs="*",
-        default=[],
-        metavar="FILE",
-        help="prompts to drop, e.g. RouteLLM's contaminated_prompts.jsonl",
-    )
+    exclude_argument(parser)
     parser.add_argument(
         "--split-by",
         default="random",
