@@ -43,6 +43,7 @@ from gateway.ledger.compare import compare
 from gateway.ledger.writer import Ledger
 from gateway.quality.shadow import Shadow
 from gateway.settings.load import Settings
+from gateway.settings.routing import MF_ROUTER
 
 __all__ = ["ADMIN_HANDLERS", "UI_DIR"]
 
@@ -174,13 +175,27 @@ async def dashboard(request: Request[Any, Any, Any]) -> dict[str, Any]:
 async def what_if(request: Request[Any, Any, Any]) -> dict[str, Any]:
     """The cost and strong share had the win-rate rule used `threshold` (required, 0 to 1)
     since `since` (admin key): the requests it decided are re-decided, the others keep their
-    recorded cost."""
+    recorded cost. `router` keeps one router's decisions (`router`, the gateway's own;
+    `router-mf`; a name under `routers:`), since routers score on scales of their own."""
     ledger = _ledger(request)
     if request.query_params.get("threshold") is None:
         raise InvalidRequest("threshold is required, e.g. threshold=0.4", param="threshold")
     threshold = _number(request, "threshold", 0.5, 0, 1)
     since = _since(request)
-    return await _read(lambda: reports.what_if(ledger, threshold, since))
+    router = _router(request)
+    return await _read(lambda: reports.what_if(ledger, threshold, since, router))
+
+
+def _router(request: Request[Any, Any, Any]) -> str | None:
+    name = request.query_params.get("router") or None
+    settings: Settings = request.app.state.settings
+    known = [*settings.routers, MF_ROUTER]
+    if name is not None and name not in known:
+        raise InvalidRequest(
+            f"router={name!r} is not a router of this gateway: use one of {', '.join(known)}",
+            param="router",
+        )
+    return name
 
 
 @get("/v1/routers/compare", guards=[require_admin])

@@ -90,6 +90,14 @@ def test_decisions_and_savings_report_the_ledger(admin_app: Callable[..., Any]) 
         assert dash["latency_ms"]["classify"] == {"p50": 5.0, "p90": 5.0, "p99": 5.0}
         whatif = httpx.get(f"{url}/v1/whatif", params={"threshold": 0.3}).json()
         assert whatif["strong_share"] == pytest.approx(4 / 6)
+        # the rows carry no router name (as before the ledger named routers): the default's
+        mine = httpx.get(f"{url}/v1/whatif", params={"threshold": 0.3, "router": "router"})
+        assert mine.json() == whatif
+        mf = httpx.get(f"{url}/v1/whatif", params={"threshold": 0.3, "router": "router-mf"})
+        assert mf.json()["requests"] == 0
+        unknown = httpx.get(f"{url}/v1/whatif", params={"threshold": 0.3, "router": "nope"})
+        assert unknown.status_code == 400
+        assert unknown.json()["error"]["param"] == "router"
 
 
 @pytest.mark.parametrize(
