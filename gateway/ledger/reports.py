@@ -80,7 +80,7 @@ async def what_if(
     ledger: Ledger, threshold: float, since: float | None = None, router: str | None = None
 ) -> dict[str, Any]:
     """Strong share and cost had the win-rate rule used `threshold` on the recorded traffic
-    (with `router`, that router's decisions only: `of_router`)."""
+    (with `router`, that router's decisions only: `_of_router`)."""
     return await asyncio.to_thread(_what_if, ledger, threshold, since, router)
 
 
@@ -97,7 +97,7 @@ async def win_rates(
     ledger: Ledger, since: float | None = None, router: str | None = None
 ) -> list[float]:
     """P(LABEL_0) of every classified request since `since` (for calibration); with `router`,
-    of that router's decisions only (`of_router`)."""
+    of that router's decisions only (`_of_router`)."""
     return await asyncio.to_thread(_win_rates, ledger, since, router)
 
 
@@ -198,7 +198,7 @@ def _select(*columns: Any, since: float | None) -> sa.Select[Any]:
     return query
 
 
-def of_router(query: sa.Select[Any], router: str | None) -> sa.Select[Any]:
+def _of_router(query: sa.Select[Any], router: str | None) -> sa.Select[Any]:
     """`query` limited to the decisions of `router` (a ledger row's `router`: `router` for the
     gateway's own BERT router, `router-mf` for RouteLLM's MF router, else a name under
     `routers:`), whose scores are each on their own scale. Rows written before the ledger named
@@ -281,7 +281,7 @@ def _rows_for_analysis(ledger: Ledger, since: float | None, router: str | None =
         c.first_byte_ms,
         since=since,
     )
-    query = of_router(query, router).order_by(c.created.desc()).limit(DASHBOARD_ROWS)
+    query = _of_router(query, router).order_by(c.created.desc()).limit(DASHBOARD_ROWS)
     with ledger.engine.connect() as conn:
         return list(conn.execute(query))
 
@@ -304,7 +304,7 @@ def _rule_prices(ledger: Ledger) -> tuple[Price | None, Price | None]:
 def _win_rates(ledger: Ledger, since: float | None, router: str | None) -> list[float]:
     ledger.ensure_schema()
     query = _select(decisions.c.win_rate, since=since).where(decisions.c.win_rate.is_not(None))
-    query = of_router(query, router)
+    query = _of_router(query, router)
     with ledger.engine.connect() as conn:
         return [float(v) for (v,) in conn.execute(query)]
 
