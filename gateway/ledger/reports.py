@@ -80,7 +80,7 @@ async def what_if(
     ledger: Ledger, threshold: float, since: float | None = None, router: str | None = None
 ) -> dict[str, Any]:
     """Strong share and cost had the win-rate rule used `threshold` on the recorded traffic
-    (with `router`, that router's decisions only: `_of_router`)."""
+    (with `router`, on that router's decisions only, as `_of_router` picks them)."""
     return await asyncio.to_thread(_what_if, ledger, threshold, since, router)
 
 
@@ -97,7 +97,7 @@ async def win_rates(
     ledger: Ledger, since: float | None = None, router: str | None = None
 ) -> list[float]:
     """P(LABEL_0) of every classified request since `since` (for calibration); with `router`,
-    of that router's decisions only (`_of_router`)."""
+    of that router's decisions only, as `_of_router` picks them."""
     return await asyncio.to_thread(_win_rates, ledger, since, router)
 
 
