@@ -16,7 +16,6 @@ from classifier.base import ClassifierError
 from classifier.logs import configure_logging, logging_config
 from classifier.settings import SettingsError
 from gateway.settings.load import Settings, load_settings
-from gateway.settings.routing import ROUTER
 from routers.mf import DEFAULT_MF_MODEL
 
 
@@ -347,14 +346,13 @@ async def _ledger_table(
 
     ledger = Ledger.open(settings)
     try:
-        # 'router-bert-<t>' is the gateway's own router: MF's and named routers' scores are
-        # on other scales.
-        rates = await reports.win_rates(ledger, since, router=ROUTER)
+        # the gateway's own router's scores ('router-bert-<t>'), not MF's or named routers'
+        rates = await reports.win_rates(ledger, since)
         if not rates:
             return None, [], 0
         threshold = float(np.quantile(np.array(rates), 1.0 - share))
         nearby = sorted({min(max(threshold + d, 0.0), 1.0) for d in (-0.1, -0.05, 0, 0.05, 0.1)})
-        table = [await reports.what_if(ledger, t, since, router=ROUTER) for t in nearby]
+        table = [await reports.what_if(ledger, t, since) for t in nearby]
     finally:
         await ledger.aclose()
     return threshold, table, len(rates)

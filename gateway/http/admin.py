@@ -43,7 +43,7 @@ from gateway.ledger.compare import compare
 from gateway.ledger.writer import Ledger
 from gateway.quality.shadow import Shadow
 from gateway.settings.load import Settings
-from gateway.settings.routing import MF_ROUTER
+from gateway.settings.routing import MF_ROUTER, ROUTER
 
 __all__ = ["ADMIN_HANDLERS", "UI_DIR"]
 
@@ -175,8 +175,9 @@ async def dashboard(request: Request[Any, Any, Any]) -> dict[str, Any]:
 async def what_if(request: Request[Any, Any, Any]) -> dict[str, Any]:
     """The cost and strong share had the win-rate rule used `threshold` (required, 0 to 1)
     since `since` (admin key): the requests it decided are re-decided, the others keep their
-    recorded cost. `router` keeps one router's decisions (`router`, the gateway's own;
-    `router-mf`; a name under `routers:`), since routers score on scales of their own."""
+    recorded cost. Only `router`'s decisions are re-decided, as routers score on scales of
+    their own: `router`, the gateway's own (the default), `router-mf`, or a name under
+    `routers:`."""
     ledger = _ledger(request)
     if request.query_params.get("threshold") is None:
         raise InvalidRequest("threshold is required, e.g. threshold=0.4", param="threshold")
@@ -186,11 +187,11 @@ async def what_if(request: Request[Any, Any, Any]) -> dict[str, Any]:
     return await _read(lambda: reports.what_if(ledger, threshold, since, router))
 
 
-def _router(request: Request[Any, Any, Any]) -> str | None:
-    name = request.query_params.get("router") or None
+def _router(request: Request[Any, Any, Any]) -> str:
+    name = request.query_params.get("router") or ROUTER
     settings: Settings = request.app.state.settings
     known = [*settings.routers, MF_ROUTER]
-    if name is not None and name not in known:
+    if name not in known:
         raise InvalidRequest(
             f"router={name!r} is not a router of this gateway: use one of {', '.join(known)}",
             param="router",

@@ -40,6 +40,7 @@ from gateway.settings.routing import ROUTER
 
 __all__ = [
     "dashboard",
+    "decided_by",
     "export",
     "parse_since",
     "percentiles",
@@ -77,10 +78,10 @@ async def savings(ledger: Ledger, since: float | None = None) -> dict[str, Any]:
 
 
 async def what_if(
-    ledger: Ledger, threshold: float, since: float | None = None, router: str | None = None
+    ledger: Ledger, threshold: float, since: float | None = None, router: str = ROUTER
 ) -> dict[str, Any]:
-    """Strong share and cost had the win-rate rule used `threshold` on the recorded traffic
-    (with `router`, on that router's decisions only, as `_of_router` picks them)."""
+    """Strong share and cost had `router`'s win-rate rule (the gateway's own by default) used
+    `threshold` on the recorded traffic (`what_if_report`)."""
     return await asyncio.to_thread(_what_if, ledger, threshold, since, router)
 
 
@@ -94,10 +95,10 @@ async def dashboard(
 
 
 async def win_rates(
-    ledger: Ledger, since: float | None = None, router: str | None = None
+    ledger: Ledger, since: float | None = None, router: str = ROUTER
 ) -> list[float]:
-    """P(LABEL_0) of every classified request since `since` (for calibration); with `router`,
-    of that router's decisions only, as `_of_router` picks them."""
+    """P(LABEL_0) of every request `router` (the gateway's own by default) classified since
+    `since`, for calibration: other routers score on scales of their own."""
     return await asyncio.to_thread(_win_rates, ledger, since, router)
 
 
@@ -198,17 +199,19 @@ def _select(*columns: Any, since: float | None) -> sa.Select[Any]:
     return query
 
 
-def _of_router(query: sa.Select[Any], router: str | None) -> sa.Select[Any]:
-    """`query` limited to the decisions of `router` (a ledger row's `router`: `router` for the
-    gateway's own BERT router, `router-mf` for RouteLLM's MF router, else a name under
-    `routers:`), whose scores are each on their own scale. Rows written before the ledger named
-    routers count as the default router's. None: every router's."""
-    if router is None:
-        return query
+def _of_router(query: sa.Select[Any], router: str) -> sa.Select[Any]:
+    """`query` limited to the decisions of `router`, as `decided_by` tells them."""
     column = decisions.c.router
     if router == ROUTER:
         return query.where(sa.or_(column == router, column.is_(None)))
     return query.where(column == router)
+
+
+def decided_by(recorded: str | None, router: str) -> bool:
+    """Whether a ledger row whose `router` column holds `recorded` is `router`'s decision:
+    `router` for the gateway's own BERT router, `router-mf` for RouteLLM's MF router, else a
+    name under `routers:`. Rows written before the ledger named routers are the default's."""
+    return recorded == router or (recorded is None and router == ROUTER)
 
 
 def _decisions(ledger: Ledger, limit: int, since: float | None) -> list[DecisionRow]:
@@ -264,7 +267,7 @@ def _switches(ledger: Ledger, since: float | None) -> dict[str, Any]:
     return {"model_switches": switches, "cache_lost_usd": lost}
 
 
-def _rows_for_analysis(ledger: Ledger, since: float | None, router: str | None = None) -> list[Any]:
+def _rows_for_analysis(ledger: Ledger, since: float | None) -> list[Any]:
     c = decisions.c
     query = _select(
         c.created,
@@ -279,19 +282,18 @@ def _rows_for_analysis(ledger: Ledger, since: float | None, router: str | None =
         c.baseline_cost_usd,
         c.classify_ms,
         c.first_byte_ms,
+        c.router,
         since=since,
     )
-    query = _of_router(query, router).order_by(c.created.desc()).limit(DASHBOARD_ROWS)
+    query = query.order_by(c.created.desc()).limit(DASHBOARD_ROWS)
     with ledger.engine.connect() as conn:
         return list(conn.execute(query))
 
 
-def _what_if(
-    ledger: Ledger, threshold: float, since: float | None, router: str | None
-) -> dict[str, Any]:
+def _what_if(ledger: Ledger, threshold: float, since: float | None, router: str) -> dict[str, Any]:
     ledger.ensure_schema()
-    rows = _rows_for_analysis(ledger, since, router)
-    return what_if_report(rows, threshold, _rule_prices(ledger))
+    rows = _rows_for_analysis(ledger, since)
+    return what_if_report(rows, threshold, _rule_prices(ledger), router)
 
 
 def _rule_prices(ledger: Ledger) -> tuple[Price | None, Price | None]:
@@ -301,7 +303,7 @@ def _rule_prices(ledger: Ledger) -> tuple[Price | None, Price | None]:
     return (strong.price if strong else None, weak.price if weak else None)
 
 
-def _win_rates(ledger: Ledger, since: float | None, router: str | None) -> list[float]:
+def _win_rates(ledger: Ledger, since: float | None, router: str) -> list[float]:
     ledger.ensure_schema()
     query = _select(decisions.c.win_rate, since=since).where(decisions.c.win_rate.is_not(None))
     query = _of_router(query, router)
@@ -323,7 +325,7 @@ def _dashboard(ledger: Ledger, since: float | None, buckets: int) -> dict[str, A
     classify, first_byte = [], []
     for r in rows:
         series[min(max(int((r.created - start) / width), 0), buckets - 1)][r.model] += 1
-        if r.win_rate is not None:
+        if r.win_rate is not None and decided_by(r.router, ROUTER):
             histogram[min(max(int(r.win_rate * 20), 0), 19)] += 1
         reasons[r.reason] += 1
         if r.status >= 400:
@@ -389,18 +391,22 @@ def savings_report(
 
 
 def what_if_report(
-    rows: Sequence[Any], threshold: float, prices: tuple[Price | None, Price | None]
+    rows: Sequence[Any],
+    threshold: float,
+    prices: tuple[Price | None, Price | None],
+    router: str = ROUTER,
 ) -> dict[str, Any]:
-    """Re-decide the recorded traffic at `threshold`. Rows the win-rate rule decided (reason
-    `strong` or `weak`, P(LABEL_0) known) go to the strong model when P(LABEL_0) ≥ threshold,
-    else the weak one, and cost their recorded tokens at that model's price; every other row
-    keeps its recorded cost. Sums follow `savings_report`'s rule (cost and baseline known)."""
+    """Re-decide the recorded traffic at `threshold`. Rows `router`'s win-rate rule decided
+    (`decided_by`, reason `strong` or `weak`, P(LABEL_0) known) go to the strong model when
+    P(LABEL_0) ≥ threshold, else the weak one, and cost their recorded tokens at that model's
+    price; every other row keeps its recorded cost. Sums follow `savings_report`'s rule (cost
+    and baseline known)."""
     strong_price, weak_price = prices
     routed = strong = unpriced = 0
     spent = baseline = 0.0
     for r in rows:
         row_cost = r.cost_usd
-        if r.reason in RULE_REASONS and r.win_rate is not None:
+        if r.reason in RULE_REASONS and r.win_rate is not None and decided_by(r.router, router):
             routed += 1
             goes_strong = r.win_rate >= threshold
             strong += goes_strong

@@ -94,7 +94,8 @@ def test_decisions_and_savings_report_the_ledger(admin_app: Callable[..., Any]) 
         mine = httpx.get(f"{url}/v1/whatif", params={"threshold": 0.3, "router": "router"})
         assert mine.json() == whatif
         mf = httpx.get(f"{url}/v1/whatif", params={"threshold": 0.3, "router": "router-mf"})
-        assert mf.json()["requests"] == 0
+        assert mf.json()["routed_requests"] == 0  # none of its decisions: all keep their cost
+        assert mf.json()["requests"] == whatif["requests"]
         unknown = httpx.get(f"{url}/v1/whatif", params={"threshold": 0.3, "router": "nope"})
         assert unknown.status_code == 400
         assert unknown.json()["error"]["param"] == "router"

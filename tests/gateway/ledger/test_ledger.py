@@ -77,6 +77,33 @@ async def test_what_if_re_decides_rule_rows_and_prices_their_tokens(ledger: Ledg
     assert everything_weak["baseline_cost_usd"] == pytest.approx(5 * 0.0045)
 
 
+async def test_other_routers_keep_their_decisions_in_every_threshold_report(
+    ledger: Ledger,
+) -> None:
+    mix = known_mix()
+    # RouteLLM's MF router and a named router: win rates on scales of their own
+    others = [row("strong", 0.99, router="router-mf") for _ in range(3)]
+    others.append(row("weak", 0.2, router="tuned"))
+    for r in [*mix, *others]:
+        ledger.record(r)
+    await written(ledger, len(mix) + len(others))
+
+    # the same re-decisions as the default router's rows alone; the others keep their cost
+    lower = await reports.what_if(ledger, 0.3)
+    assert lower["routed_requests"] == 6
+    assert lower["strong_share"] == pytest.approx(4 / 6)
+    assert lower["cost_usd"] == pytest.approx(3 * 0.0045 + 2 * 0.00027 + 3 * 0.0045 + 0.00027)
+    mf = await reports.what_if(ledger, 0.995, router="router-mf")
+    assert (mf["routed_requests"], mf["strong_share"]) == (3, 0)
+    assert sorted(await reports.win_rates(ledger)) == sorted(
+        r.win_rate for r in mix if r.win_rate is not None
+    )
+    assert await reports.win_rates(ledger, router="tuned") == [0.2]
+    dashboard = await reports.dashboard(ledger)
+    assert sum(dashboard["histogram"]["counts"]) == 6
+    assert dashboard["what_if"]["routed_requests"] == 6
+
+
 async def test_since_filters_and_parses_every_documented_form(ledger: Ledger) -> None:
     now = time.time()
     old, new = row("weak", 0.2, created=now - 7200), row("strong", 0.9, created=now - 60)
