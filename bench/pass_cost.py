@@ -19,6 +19,7 @@ bench/.cache/onnx exactly as the gateway does, by `LocalClassifier.load`):
 from __future__ import annotations
 
 import argparse
+import asyncio
 import shlex
 import statistics
 import sys
@@ -78,12 +79,13 @@ def multiply_adds_per_token(checkpoint: Path) -> int:
 
 
 def ceiling(clf: Any, prompts: list[str], counts: list[int]) -> float:
-    from classifier.batching import plan_passes
+    # the batcher's own cost model, so the plan is the one the gateway makes
+    from classifier.batching import _MAX_PASS_TOKENS, _PASS_COST_TOKENS, plan_passes
 
     started = time.perf_counter()
     for start in range(0, len(prompts), CLIENTS):
-        texts = prompts[start : start + CLIENTS]
-        for indices in plan_passes(counts[start : start + CLIENTS], pass_cost=16, max_tokens=256):
+        texts, sizes = prompts[start : start + CLIENTS], counts[start : start + CLIENTS]
+        for indices in plan_passes(sizes, pass_cost=_PASS_COST_TOKENS, max_tokens=_MAX_PASS_TOKENS):
             clf.predict([texts[i] for i in indices])
     return len(prompts) / (time.perf_counter() - started)
 
@@ -120,6 +122,7 @@ def main() -> None:
                 if r * t <= MAX_GRID_TOKENS
             }
             rate = ceiling(clf, prompts, counts)
+            asyncio.run(clf.aclose())  # its worker thread holds it: free it before the next
             print(f"\n{dtype}, {threads} threads: ms per pass (rows across, tokens down)\n")
             print("| tokens | " + " | ".join(f"{r} rows" for r in ROWS) + " |")
             print("|---:|" + "---:|" * len(ROWS))
