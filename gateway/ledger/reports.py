@@ -6,7 +6,7 @@
 
 Each query makes the schema if the writer has not yet, then runs on a worker thread
 (`asyncio.to_thread`) so that the event loop never waits on the store. The report builders
-(`savings_report`, `what_if_report`, `percentiles`) are plain functions of rows.
+(`savings_report`, `percentiles`, and `gateway.ledger.what_if`) are plain functions of rows.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import math
 import re
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import fields
 from datetime import datetime
 from typing import Any
@@ -24,8 +24,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from gateway.ledger.many import many_models
-from gateway.ledger.pricing import Usage, cost, lost_cache
+from gateway.ledger.pricing import lost_cache
 from gateway.ledger.quality import Verdict, quality_kept, reliability
+from gateway.ledger.what_if import decided_by, what_if_report
 from gateway.ledger.writer import (
     ROW_FIELDS,
     DecisionRow,
@@ -40,7 +41,6 @@ from gateway.settings.routing import ROUTER
 
 __all__ = [
     "dashboard",
-    "decided_by",
     "export",
     "parse_since",
     "percentiles",
@@ -49,12 +49,9 @@ __all__ = [
     "savings_report",
     "shadow_spend",
     "what_if",
-    "what_if_report",
     "win_rates",
 ]
 
-RULE_REASONS = ("strong", "weak")
-"""Reasons of decisions made by the win-rate rule: the only ones a threshold what-if re-decides."""
 FALLBACK_REASONS = ("below_threshold", "classifier_error", "upstream_fallback")
 DASHBOARD_ROWS = 200_000
 """The dashboard reads at most this many of the newest rows of its window."""
@@ -205,13 +202,6 @@ def _of_router(query: sa.Select[Any], router: str) -> sa.Select[Any]:
     if router == ROUTER:
         return query.where(sa.or_(column == router, column.is_(None)))
     return query.where(column == router)
-
-
-def decided_by(recorded: str | None, router: str) -> bool:
-    """Whether a ledger row whose `router` column holds `recorded` is `router`'s decision:
-    `router` for the gateway's own BERT router, `router-mf` for RouteLLM's MF router, else a
-    name under `routers:`. Rows written before the ledger named routers are the default's."""
-    return recorded == router or (recorded is None and router == ROUTER)
 
 
 def _decisions(ledger: Ledger, limit: int, since: float | None) -> list[DecisionRow]:
@@ -387,48 +377,6 @@ def savings_report(
         "saved_usd": saved,
         "saved_share": saved / baseline if baseline > 0 else None,
         "unpriced_requests": sum(int(g[5] or 0) for g in groups),
-    }
-
-
-def what_if_report(
-    rows: Sequence[Any],
-    threshold: float,
-    prices: tuple[Price | None, Price | None],
-    router: str = ROUTER,
-) -> dict[str, Any]:
-    """Re-decide the recorded traffic at `threshold`. Rows `router`'s win-rate rule decided
-    (`decided_by`, reason `strong` or `weak`, P(LABEL_0) known) go to the strong model when
-    P(LABEL_0) ≥ threshold, else the weak one, and cost their recorded tokens at that model's
-    price; every other row keeps its recorded cost. Sums follow `savings_report`'s rule (cost
-    and baseline known)."""
-    strong_price, weak_price = prices
-    routed = strong = unpriced = 0
-    spent = baseline = 0.0
-    for r in rows:
-        row_cost = r.cost_usd
-        if r.reason in RULE_REASONS and r.win_rate is not None and decided_by(r.router, router):
-            routed += 1
-            goes_strong = r.win_rate >= threshold
-            strong += goes_strong
-            usage = None
-            if r.input_tokens is not None and r.output_tokens is not None:
-                usage = Usage(r.input_tokens, r.output_tokens, r.cached_input_tokens or 0)
-            row_cost = cost(strong_price if goes_strong else weak_price, usage)
-        if row_cost is None or r.baseline_cost_usd is None:
-            unpriced += r.status < 400
-            continue
-        spent += row_cost
-        baseline += r.baseline_cost_usd
-    return {
-        "threshold": threshold,
-        "requests": len(rows),
-        "routed_requests": routed,
-        "strong_share": strong / routed if routed else None,
-        "cost_usd": spent,
-        "baseline_cost_usd": baseline,
-        "saved_usd": baseline - spent,
-        "saved_share": (baseline - spent) / baseline if baseline > 0 else None,
-        "unpriced_requests": unpriced,
     }
 
 
