@@ -283,13 +283,15 @@ def _rows_for_analysis(ledger: Ledger, since: float | None) -> list[Any]:
 def _what_if(ledger: Ledger, threshold: float, since: float | None, router: str) -> dict[str, Any]:
     ledger.ensure_schema()
     rows = _rows_for_analysis(ledger, since)
-    return what_if_report(rows, threshold, _rule_prices(ledger), router)
+    return what_if_report(rows, threshold, _rule_prices(ledger, router), router)
 
 
-def _rule_prices(ledger: Ledger) -> tuple[Price | None, Price | None]:
+def _rule_prices(ledger: Ledger, router: str = ROUTER) -> tuple[Price | None, Price | None]:
+    """The prices of `router`'s strong and weak models (`router-mf` uses the gateway's pair)."""
     settings = ledger.settings
-    strong = settings.models.get(settings.strong or "")
-    weak = settings.models.get(settings.weak or "")
+    spec = settings.routers.get(router)
+    pair = (spec.strong, spec.weak) if spec is not None else (settings.strong, settings.weak)
+    strong, weak = (settings.models.get(name or "") for name in pair)
     return (strong.price if strong else None, weak.price if weak else None)
 
 

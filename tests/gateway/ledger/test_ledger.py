@@ -10,11 +10,12 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
+import yaml
 
 from gateway.ledger import reports
 from gateway.ledger.reports import parse_since
 from gateway.ledger.writer import Ledger
-from gateway.settings.load import Settings
+from gateway.settings.load import Settings, load_settings
 from tests.gateway.rows import PRICES_ENV, known_mix, row
 
 WAIT = 10.0
@@ -102,6 +103,33 @@ async def test_other_routers_keep_their_decisions_in_every_threshold_report(
     dashboard = await reports.dashboard(ledger)
     assert sum(dashboard["histogram"]["counts"]) == 6
     assert dashboard["what_if"]["routed_requests"] == 6
+
+
+async def test_a_named_routers_what_if_prices_its_own_strong_and_weak(tmp_path: Path) -> None:
+    config = tmp_path / "gateway.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "upstreams": {"u": {"base_url": "http://127.0.0.1:9/v1"}},
+                "models": {name: {"upstream": "u"} for name in ("strong", "middle", "weak")},
+                "routing": {"strong": "strong", "weak": "weak"},
+                "routers": {"tuned": {"strong": "middle", "weak": "weak"}},
+            }
+        )
+    )
+    prices = '{"strong": {"input": 2.5, "output": 10}, "middle": {"input": 1, "output": 4},'
+    prices += ' "weak": {"input": 0.15, "output": 0.6}}'
+    env = {"ROUTELLM_LEDGER": str(tmp_path / "l.db"), "ROUTELLM_PRICES": prices}
+    ledger = Ledger.open(load_settings(env, str(config)))
+    try:
+        ledger.record(row("middle", 0.8, router="tuned"))
+        await written(ledger, 1)
+        tuned = await reports.what_if(ledger, 0.5, router="tuned")
+        assert tuned["strong_share"] == 1
+        assert tuned["cost_usd"] == pytest.approx((1000 * 1 + 200 * 4) / 1e6)  # middle's price
+        assert (await reports.what_if(ledger, 0.5))["routed_requests"] == 0
+    finally:
+        await ledger.aclose()
 
 
 async def test_since_filters_and_parses_every_documented_form(ledger: Ledger) -> None:
