@@ -28,7 +28,7 @@ import copy
 import dataclasses
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -36,7 +36,14 @@ from typing import Any, Literal
 import numpy as np
 
 from classifier.settings import ClassifierSettings, SettingsError
-from gateway.learning.fitting import FitOptions, FitResult, fit, probabilities, resolve_device
+from gateway.learning.fitting import (
+    FitOptions,
+    FitResult,
+    fit,
+    probabilities,
+    read_outputs,
+    resolve_device,
+)
 from gateway.learning.train import load_base
 
 __all__ = [
@@ -171,26 +178,24 @@ def teacher_targets(
     batches of like lengths."""
     import torch
 
-    model.eval()
-    device = next(model.parameters()).device
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    def read(outputs: Any) -> Any:
+        log_p = torch.log_softmax(outputs.logits.float(), dim=-1)
+        return torch.cat([log_p, outputs.hidden_states[-1][:, 0].float()], 1) if states else log_p
+
     width = 3 + (int(model.config.hidden_size) if states else 0)
-    out = np.zeros((len(texts), width), dtype=np.float32)
-    with torch.inference_mode():
-        for start in range(0, len(order), batch_size):
-            rows = order[start : start + batch_size]
-            batch = tokenizer(
-                [texts[i] for i in rows],
-                truncation=True,
-                max_length=max_length,
-                padding=True,
-                return_tensors="pt",
-            ).to(device)
-            outputs = model(**batch, output_hidden_states=states)
-            log_p = torch.log_softmax(outputs.logits.float(), dim=-1)
-            parts = [log_p, outputs.hidden_states[-1][:, 0].float()] if states else [log_p]
-            out[rows] = torch.cat(parts, dim=1).cpu().numpy()
-    return out
+    return by_length(
+        texts,
+        lambda batch: read_outputs(
+            model,
+            tokenizer,
+            batch,
+            max_length,
+            read,
+            width=width,
+            hidden_states=states,
+            batch_size=batch_size,
+        ),
+    )
 
 
 def decision_rank(logits: np.ndarray, targets: np.ndarray) -> float:
@@ -204,13 +209,13 @@ def decision_rank(logits: np.ndarray, targets: np.ndarray) -> float:
     return float(spearmanr(student, targets[:, 0]).statistic)
 
 
-def by_length(model: Any, tokenizer: Any, texts: Sequence[str], max_length: int) -> np.ndarray:
-    """`probabilities` of `texts` in their order, computed in batches of like lengths (each
-    batch is padded to its longest text)."""
+def by_length(texts: Sequence[str], compute: Callable[[list[str]], np.ndarray]) -> np.ndarray:
+    """`compute`'s rows for `texts`, in their order, computed on them sorted by length (so that
+    each batch it pads is padded to a like length)."""
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    sorted_p = probabilities(model, tokenizer, [texts[i] for i in order], max_length)
-    out = np.empty_like(sorted_p)
-    out[order] = sorted_p
+    sorted_rows = compute([texts[i] for i in order])
+    out = np.empty_like(sorted_rows)
+    out[order] = sorted_rows
     return out
 
 
@@ -267,7 +272,8 @@ def distil(teacher_dir: str, prompts: Sequence[str], options: DistilOptions) -> 
         soft=student_loss,
         score=decision_rank,
     )
-    student_p0 = by_length(student, tokenizer, held, options.fit.max_length)[:, 0]
+    max_length = options.fit.max_length
+    student_p0 = by_length(held, lambda t: probabilities(student, tokenizer, t, max_length))[:, 0]
     teacher_p0 = np.exp(log_targets[:cut, 0])
     student.save_pretrained(options.out)
     tokenizer.save_pretrained(options.out)

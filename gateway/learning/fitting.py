@@ -33,6 +33,7 @@ __all__ = [
     "SoftLoss",
     "fit",
     "probabilities",
+    "read_outputs",
     "resolve_device",
     "train_top_layers",
 ]
@@ -249,6 +250,30 @@ def probabilities(
     """The model's three probabilities for each text (float32 softmax), in eval mode."""
     import torch
 
+    def softmax(outputs: Any) -> Any:
+        return torch.softmax(outputs.logits.float(), dim=-1)
+
+    return read_outputs(
+        model, tokenizer, texts, max_length, softmax, width=3, batch_size=batch_size
+    )
+
+
+def read_outputs(
+    model: Any,
+    tokenizer: Any,
+    texts: Sequence[str],
+    max_length: int,
+    read: Callable[[Any], Any],
+    *,
+    width: int,
+    hidden_states: bool = False,
+    batch_size: int = 32,
+) -> np.ndarray:
+    """`read(outputs)`, a tensor of one row of `width` per text, for `texts` in batches of
+    `batch_size` (each padded to its longest), in eval mode; `hidden_states` asks the model for
+    every layer's states as well."""
+    import torch
+
     model.eval()
     device = next(model.parameters()).device
     out = []
@@ -261,6 +286,6 @@ def probabilities(
                 padding=True,
                 return_tensors="pt",
             ).to(device)
-            logits = model(**batch).logits.float()
-            out.append(torch.softmax(logits, dim=-1).cpu().numpy())
-    return np.concatenate(out) if out else np.zeros((0, 3), dtype=np.float32)
+            outputs = model(**batch, output_hidden_states=hidden_states)
+            out.append(read(outputs).float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, width), dtype=np.float32)
