@@ -180,7 +180,11 @@ def _on_demand(settings: Settings, checkpoint: str, dtype: DtypeSetting | None) 
 
 
 def _fit_arguments(
-    parser: argparse.ArgumentParser, epochs: float, learning_rate: float, patience: int = 1
+    parser: argparse.ArgumentParser,
+    epochs: float,
+    learning_rate: float,
+    patience: int = 1,
+    watched: str = "held-out loss",
 ) -> None:
     parser.add_argument("--out", type=Path, required=True, help="the checkpoint directory")
     parser.add_argument("--holdout", type=float, default=0.2, help="held-out share (0.2)")
@@ -194,7 +198,7 @@ def _fit_arguments(
         "--patience",
         type=int,
         default=patience,
-        help=f"epochs without a better held-out loss before stopping ({patience})",
+        help=f"epochs without a better {watched} before stopping ({patience})",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the split and training (0)")
     parser.add_argument(
@@ -315,7 +319,13 @@ def distil_main(argv: Sequence[str]) -> int:
     from gateway.learning.distil import DISTIL_FIT, DistilOptions, distil
     from gateway.learning.examples import read_prompts
 
-    _fit_arguments(parser, DISTIL_FIT.epochs, DISTIL_FIT.learning_rate, DISTIL_FIT.patience)
+    _fit_arguments(
+        parser,
+        DISTIL_FIT.epochs,
+        DISTIL_FIT.learning_rate,
+        DISTIL_FIT.patience,
+        watched="held-out ranking of P(LABEL_0) against the teacher's",
+    )
     ns = parser.parse_args(argv)
 
     try:
