@@ -196,14 +196,6 @@ def _select(*columns: Any, since: float | None) -> sa.Select[Any]:
     return query
 
 
-def _of_router(query: sa.Select[Any], router: str) -> sa.Select[Any]:
-    """`query` limited to the decisions of `router`, as `decided_by` tells them."""
-    column = decisions.c.router
-    if router == ROUTER:
-        return query.where(sa.or_(column == router, column.is_(None)))
-    return query.where(column == router)
-
-
 def _decisions(ledger: Ledger, limit: int, since: float | None) -> list[DecisionRow]:
     ledger.ensure_schema()
     query = _select(*(decisions.c[name] for name in ROW_FIELDS), since=since)
@@ -297,10 +289,10 @@ def _rule_prices(ledger: Ledger, router: str = ROUTER) -> tuple[Price | None, Pr
 
 def _win_rates(ledger: Ledger, since: float | None, router: str) -> list[float]:
     ledger.ensure_schema()
-    query = _select(decisions.c.win_rate, since=since).where(decisions.c.win_rate.is_not(None))
-    query = _of_router(query, router)
+    c = decisions.c
+    query = _select(c.win_rate, c.router, since=since).where(c.win_rate.is_not(None))
     with ledger.engine.connect() as conn:
-        return [float(v) for (v,) in conn.execute(query)]
+        return [float(v) for v, recorded in conn.execute(query) if decided_by(recorded, router)]
 
 
 def _dashboard(ledger: Ledger, since: float | None, buckets: int) -> dict[str, Any]:
